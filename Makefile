@@ -1,0 +1,25 @@
+# Set-up and entry points for a fresh clone. Every pip call goes through the CPU constraint so
+# that pip never pulls a CUDA build of torch on a machine without a GPU.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS ?= constraints/cpu.txt
+
+.PHONY: setup demo test test-unit clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration"
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,64 @@
+"""Typed configs: dataclasses loaded from YAML with dotted ``key=value`` overrides.
+
+OmegaConf does the merging and type checks (an unknown key or a wrong type is an error naming
+the key); each dataclass validates its values in ``__post_init__``. The resolved config is
+written next to every run with :func:`save_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence, Type, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and key."""
+
+
+def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
+    where = str(path) if path else "defaults"
+    try:
+        merged = OmegaConf.structured(cls)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"config file not found: {path}")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for override in overrides:
+            if "=" not in override:
+                raise ConfigError(f"override {override!r} must look like key=value (e.g. data.limit=100)")
+        if overrides:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        prefix = f"{where}: key {key!r}: " if key else f"{where}: "
+        raise ConfigError(prefix + _first_line(error)) from None
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+def config_to_yaml(config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def save_config(config, directory: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config as YAML into ``directory`` and return its path."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a config dataclass, got {type(config).__name__}")
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_to_yaml(config))
+    return path
