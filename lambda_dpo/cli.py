@@ -1,0 +1,32 @@
+"""``lambda-dpo``: the command-line entry point. Each command lives next to what it drives."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lambda_dpo.data.commands import add_data_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search.commands import add_schedule_parser
+
+    parser = argparse.ArgumentParser(prog="lambda-dpo", description="λ-DPO fine-tuning and λ search over the preference simplex")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_data_parser(subparsers)
+    add_schedule_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # Bad input is the user's to fix: say what is wrong without a traceback.
+        print(f"lambda-dpo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""``lambda-dpo schedule fit | show | plot``: the scheduler from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich import box
+from lambda_dpo.console import make_console
+from rich.table import Table
+
+from search.scheduler import BASES, CANDIDATE_KINDS, REGRESSIONS, TEMPERATURE_SCALES, PolynomialScheduler
+
+LAMBDA_PREFIX = "lambda/"
+
+
+def _column_for(dimension: str, columns: list[str]) -> str | None:
+    for name in (dimension, LAMBDA_PREFIX + dimension):
+        if name in columns:
+            return name
+    return None
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    return pd.read_csv(path)
+
+
+def lambda_columns(table: pd.DataFrame, path, dimensions: list[str] | None, *, exclude: tuple[str, ...] = ()) -> tuple[list[str], np.ndarray]:
+    """λ columns of a table: the named dimensions (``dim`` or ``lambda/dim``), else every
+    ``lambda/*`` column, else every column not excluded. Errors name the file and columns."""
+    columns = list(table.columns)
+    if dimensions:
+        missing = [d for d in dimensions if _column_for(d, columns) is None]
+        if missing:
+            raise ValueError(f"{path}: no column for dimension(s) {missing}; columns are {columns}")
+        names = [_column_for(d, columns) for d in dimensions]
+    else:
+        names = [c for c in columns if c.startswith(LAMBDA_PREFIX)] or [c for c in columns if c not in exclude]
+        dimensions = [c.removeprefix(LAMBDA_PREFIX) for c in names]
+    if len(names) < 2:
+        raise ValueError(f"{path}: need at least two λ columns, found {names} (columns are {columns})")
+    for name in names:
+        if not pd.api.types.is_numeric_dtype(table[name]):
+            raise ValueError(f"{path}: column {name!r} is not numeric")
+    return list(dimensions), table[names].to_numpy(dtype=float)
+
+
+def read_observations(path: str | Path, score: str, dimensions: list[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(dimensions, lambdas [n, d], scores [n])`` from an observations CSV."""
+    table = read_csv(path)
+    if score not in table.columns:
+        raise ValueError(f"{path}: no score column {score!r} (set --score); columns are {list(table.columns)}")
+    dimensions, lambdas = lambda_columns(table, path, dimensions, exclude=(score,))
+    scores = pd.to_numeric(table[score], errors="coerce").to_numpy(dtype=float)
+    return dimensions, lambdas, scores
+
+
+def _scheduler_from_args(args, dimensions: list[str]) -> PolynomialScheduler:
+    candidates: object = args.candidates
+    if args.candidates not in CANDIDATE_KINDS:
+        _, candidates = lambda_columns(read_csv(args.candidates), args.candidates, dimensions)
+    return PolynomialScheduler(
+        degree=args.degree,
+        basis=args.basis,
+        regression=args.regression,
+        alpha=args.alpha,
+        kappa=args.kappa,
+        candidates=candidates,
+        n_candidates=args.n_candidates,
+        dirichlet_alpha=args.dirichlet_alpha,
+        grid_resolution=args.grid_resolution,
+        temperature=args.temperature,
+        temperature_scale=args.temperature_scale,
+        dimensions=dimensions,
+        random_state=args.seed,
+    )
+
+
+def effective_sample_size(probabilities: np.ndarray) -> float:
+    """``1 / Σ p²``: how many candidates the distribution is really spread over."""
+    return float(1.0 / np.square(probabilities).sum())
+
+
+def render_summary(scheduler: PolynomialScheduler, *, top: int = 10, console=None) -> None:
+    console = console or make_console()
+    candidates, probabilities = scheduler.distribution()
+    observed = scheduler.observed_scores_
+    best_observed = int(np.argmax(observed))
+    console.print(
+        f"[bold]{scheduler.basis}[/] basis, degree {scheduler.degree}, {scheduler.n_features_} features, "
+        f"{scheduler.regression} regression, τ = {scheduler.temperature:g} ({scheduler.temperature_scale})"
+    )
+    console.print(
+        f"{len(observed)} observations; best observed {observed[best_observed]:.4f} at "
+        f"λ = {np.round(scheduler.observed_lambdas_[best_observed], 3).tolist()}"
+    )
+    console.print(
+        f"{len(candidates)} candidates; effective sample size {effective_sample_size(probabilities):.1f}; "
+        f"predicted best {scheduler.predict(scheduler.best_candidate())[0]:.4f} at λ = {np.round(scheduler.best_candidate(), 3).tolist()}"
+    )
+    bayesian = scheduler.coef_covariance_ is not None
+    table = Table(title=f"top {min(top, len(candidates))} candidates by probability", box=box.SIMPLE_HEAD)
+    table.add_column("#", justify="right")
+    for name in scheduler.dimensions_:
+        header = name.replace("_", "_\n")
+        table.add_column(header, justify="right", min_width=max(map(len, header.splitlines())))
+    table.add_column("predicted", justify="right")
+    if bayesian:
+        table.add_column("std", justify="right")
+    table.add_column("probability", justify="right", min_width=11)
+    order = np.argsort(-probabilities)[:top]
+    means = scheduler.predict(candidates[order], return_std=bayesian)
+    means, stds = means if bayesian else (means, None)
+    for rank, index in enumerate(order):
+        row = [str(rank + 1), *(f"{v:.3f}" for v in candidates[index]), f"{means[rank]:.4f}"]
+        if bayesian:
+            row.append(f"{stds[rank]:.4f}")
+        row.append(f"{probabilities[index]:.4f}")
+        table.add_row(*row)
+    console.print(table)
+
+
+def command_fit(args) -> int:
+    dimensions = args.dimensions.split(",") if args.dimensions else None
+    dimensions, lambdas, scores = read_observations(args.observations, args.score, dimensions)
+    scheduler = _scheduler_from_args(args, dimensions).fit(lambdas, scores)
+    scheduler.to_json(args.out)
+    render_summary(scheduler, top=args.top)
+    make_console().print(f"schedule written to [bold]{args.out}[/]")
+    return 0
+
+
+def command_show(args) -> int:
+    render_summary(PolynomialScheduler.from_json(Path(args.schedule)), top=args.top)
+    return 0
+
+
+def command_plot(args) -> int:
+    from search.plots import plot_schedule
+
+    path = plot_schedule(PolynomialScheduler.from_json(Path(args.schedule)), args.out)
+    make_console().print(f"plot written to [bold]{path}[/]")
+    return 0
+
+
+def add_schedule_parser(subparsers) -> None:
+    schedule = subparsers.add_parser("schedule", help="fit, show and plot the λ scheduler")
+    actions = schedule.add_subparsers(dest="action", required=True)
+
+    fit = actions.add_parser("fit", help="fit the scheduler to observed (λ, score) pairs and write schedule JSON")
+    fit.add_argument("--observations", required=True, help="CSV with one column per dimension (or lambda/<dim>) and the score column")
+    fit.add_argument("--score", default="objective", help="name of the score column (default: objective)")
+    fit.add_argument("--dimensions", help="comma-separated dimension columns (default: lambda/* columns, else all but the score)")
+    fit.add_argument("--out", required=True, help="where to write the schedule JSON")
+    fit.add_argument("--degree", type=int, default=2)
+    fit.add_argument("--basis", choices=BASES, default="monomial")
+    fit.add_argument("--regression", choices=REGRESSIONS, default="ridge")
+    fit.add_argument("--alpha", type=float, default=1e-3, help="ridge penalty")
+    fit.add_argument("--kappa", type=float, default=1.0, help="exploration weight of the std (bayesian)")
+    fit.add_argument("--candidates", default="dirichlet", help="dirichlet | grid | a CSV of candidate λ to score")
+    fit.add_argument("--n-candidates", type=int, default=2000)
+    fit.add_argument("--dirichlet-alpha", type=float, default=1.0)
+    fit.add_argument("--grid-resolution", type=int, default=10)
+    fit.add_argument("--temperature", type=float, default=100.0, help="τ of softmax(τ·f)")
+    fit.add_argument("--temperature-scale", choices=TEMPERATURE_SCALES, default="raw")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--top", type=int, default=10, help="rows of the summary table")
+    fit.set_defaults(handler=command_fit)
+
+    show = actions.add_parser("show", help="a table of the top candidates of a schedule JSON")
+    show.add_argument("schedule")
+    show.add_argument("--top", type=int, default=10)
+    show.set_defaults(handler=command_show)
+
+    plot = actions.add_parser("plot", help="plot a schedule JSON to PNG")
+    plot.add_argument("schedule")
+    plot.add_argument("--out", required=True)
+    plot.set_defaults(handler=command_plot)

@@ -1,0 +1,88 @@
+"""Pictures of a fitted scheduler: the landscape f over the simplex and the sampling distribution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from search.scheduler import PolynomialScheduler, simplex_grid  # noqa: E402
+
+SQRT3_2 = np.sqrt(3) / 2
+
+
+def ternary_xy(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric λ (m = 3) to the plane: vertex 1 at (0, 0), 2 at (1, 0), 3 at (½, √3/2)."""
+    return lambdas[:, 1] + lambdas[:, 2] / 2, lambdas[:, 2] * SQRT3_2
+
+
+def _ternary(scheduler: PolynomialScheduler, axes) -> None:
+    grid = simplex_grid(3, 60)
+    x, y = ternary_xy(grid)
+    surface = axes.tricontourf(x, y, scheduler.predict(grid), levels=30, cmap="viridis")
+    plt.colorbar(surface, ax=axes, label="predicted score f(λ)")
+    ox, oy = ternary_xy(scheduler.observed_lambdas_)
+    axes.scatter(ox, oy, c="white", edgecolors="black", s=45, label="observations", zorder=3)
+    bx, by = ternary_xy(scheduler.best_candidate()[None, :])
+    axes.scatter(bx, by, marker="*", c="red", s=160, label="best candidate", zorder=4)
+    axes.plot([0, 1, 0.5, 0], [0, 0, SQRT3_2, 0], color="black", linewidth=1)
+    for (vx, vy), name in zip([(0, 0), (1, 0), (0.5, SQRT3_2)], scheduler.dimensions_):
+        axes.annotate(name, (vx, vy), textcoords="offset points", xytext=(0, -14 if vy == 0 else 6), ha="center")
+    axes.set_ylim(-0.08, SQRT3_2 + 0.1)
+    axes.set_aspect("equal")
+    axes.axis("off")
+    axes.legend(loc="upper right", fontsize=8)
+    axes.set_title("fitted landscape over the simplex", pad=14)
+
+
+def _line(scheduler: PolynomialScheduler, axes) -> None:
+    grid = simplex_grid(2, 200)
+    axes.plot(grid[:, 0], scheduler.predict(grid), label="f(λ)")
+    axes.scatter(scheduler.observed_lambdas_[:, 0], scheduler.observed_scores_, c="black", label="observations")
+    axes.set_xlabel(f"λ {scheduler.dimensions_[0]} (1 − λ {scheduler.dimensions_[1]})")
+    axes.set_ylabel("score")
+    axes.legend()
+
+
+def _projections(scheduler: PolynomialScheduler) -> plt.Figure:
+    candidates, probabilities = scheduler.distribution()
+    m = len(scheduler.dimensions_)
+    figure, grid = plt.subplots(m, m, figsize=(2.6 * m, 2.6 * m), squeeze=False)
+    for i in range(m):
+        for j in range(m):
+            axes = grid[i][j]
+            if i == j:
+                axes.hist(candidates[:, i], bins=20, range=(0, 1), weights=probabilities, color="tab:blue")
+                axes.set_title(f"p(λ {scheduler.dimensions_[i]})", fontsize=8)
+            else:
+                order = np.argsort(probabilities)
+                axes.scatter(candidates[order, j], candidates[order, i], c=probabilities[order], s=6, cmap="viridis")
+                axes.scatter(scheduler.observed_lambdas_[:, j], scheduler.observed_lambdas_[:, i], c="red", s=14, marker="x")
+                axes.set_xlim(0, 1)
+                axes.set_ylim(0, 1)
+            if i == m - 1:
+                axes.set_xlabel(scheduler.dimensions_[j], fontsize=8)
+            if j == 0:
+                axes.set_ylabel(scheduler.dimensions_[i], fontsize=8)
+    figure.suptitle("sampling distribution: marginals (diagonal) and pairwise projections (colour = probability, x = observations)")
+    return figure
+
+
+def plot_schedule(scheduler: PolynomialScheduler, path: str | Path) -> Path:
+    """Write a PNG: m = 2 a curve, m = 3 a ternary heat map, m ≥ 4 marginals and projections."""
+    m = len(scheduler.dimensions_)
+    if m >= 4:
+        figure = _projections(scheduler)
+    else:
+        figure, axes = plt.subplots(figsize=(6.5, 5.5))
+        (_line if m == 2 else _ternary)(scheduler, axes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

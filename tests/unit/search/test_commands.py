@@ -1,0 +1,94 @@
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lambda_dpo.cli import main
+from search.scheduler import PolynomialScheduler
+
+PAPER = pd.DataFrame({
+    "helpfulness": [1, 0, 0, 0, 0.25],
+    "honesty": [0, 1, 0, 0, 0.25],
+    "instruction_following": [0, 0, 1, 0, 0.25],
+    "truthfulness": [0, 0, 0, 1, 0.25],
+    "accuracy": [0.4593, 0.4598, 0.4543, 0.4548, 0.4612],
+})
+
+
+@pytest.fixture
+def observations(tmp_path):
+    path = tmp_path / "observations.csv"
+    PAPER.to_csv(path, index=False)
+    return path
+
+
+def test_fit_show_plot_on_the_papers_five_points(tmp_path, observations, capsys):
+    out = tmp_path / "schedule.json"
+    assert main(["schedule", "fit", "--observations", str(observations), "--score", "accuracy",
+                 "--regression", "lstsq", "--temperature", "1000", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["dimensions"] == list(PAPER.columns[:4])
+    assert len(payload["model"]["coefficients"]) == 15
+    scheduler = PolynomialScheduler.from_json(out)
+    np.testing.assert_allclose(scheduler.predict(PAPER.iloc[:, :4].to_numpy()), PAPER["accuracy"], atol=1e-9)
+
+    capsys.readouterr()
+    assert main(["schedule", "show", str(out), "--top", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert "top 3 candidates" in shown and "probability" in shown and "5 observations" in shown
+
+    png = tmp_path / "plots" / "schedule.png"
+    assert main(["schedule", "plot", str(out), "--out", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ternary_plot_for_three_dimensions(tmp_path):
+    path = tmp_path / "three.csv"
+    pd.DataFrame({"lambda/a": [1, 0, 0, 0.4], "lambda/b": [0, 1, 0, 0.3], "lambda/c": [0, 0, 1, 0.3],
+                  "objective": [0.1, 0.2, 0.3, 0.4], "trial_id": ["t1", "t2", "t3", "t4"]}).to_csv(path, index=False)
+    out = tmp_path / "schedule.json"
+    assert main(["schedule", "fit", "--observations", str(path), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["dimensions"] == ["a", "b", "c"]
+    png = tmp_path / "ternary.png"
+    assert main(["schedule", "plot", str(out), "--out", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+
+
+def test_given_candidates_are_scored_instead_of_drawn(tmp_path, observations):
+    candidates = tmp_path / "candidates.csv"
+    pd.DataFrame([[0.4, 0.4, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4], [0.25] * 4], columns=PAPER.columns[:4]).to_csv(candidates, index=False)
+    out = tmp_path / "schedule.json"
+    assert main(["schedule", "fit", "--observations", str(observations), "--score", "accuracy",
+                 "--candidates", str(candidates), "--out", str(out)]) == 0
+    scheduler = PolynomialScheduler.from_json(out)
+    assert scheduler.candidates_.shape == (3, 4)
+    assert scheduler.probabilities_.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--score", "objective"], "no score column 'objective'"),
+        (["--score", "accuracy", "--dimensions", "helpfulness,harmlessness"], r"no column for dimension\(s\) \['harmlessness'\]"),
+    ],
+)
+def test_wrong_column_names_are_clear_errors(tmp_path, observations, capsys, extra, message):
+    code = main(["schedule", "fit", "--observations", str(observations), "--out", str(tmp_path / "s.json"), *extra])
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_nan_score_and_off_simplex_rows_are_clear_errors(tmp_path, capsys):
+    bad = PAPER.copy()
+    bad.loc[2, "accuracy"] = np.nan
+    path = tmp_path / "nan.csv"
+    bad.to_csv(path, index=False)
+    assert main(["schedule", "fit", "--observations", str(path), "--score", "accuracy", "--out", str(tmp_path / "s.json")]) == 2
+    assert "scores[2] is nan" in capsys.readouterr().err
+    bad = PAPER.copy()
+    bad.loc[0, "honesty"] = 0.5
+    bad.to_csv(path, index=False)
+    assert main(["schedule", "fit", "--observations", str(path), "--score", "accuracy", "--out", str(tmp_path / "s.json")]) == 2
+    assert "lambdas[0] sums to 1.5" in capsys.readouterr().err
