@@ -15,6 +15,14 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
+# The main job. Until the Ray λ sweep lands, this runs what exists end to end: the data pipeline
+# on a shipped UltraFeedback-schema sample, and the λ scheduler on the paper's five observations.
+demo: setup
+	$(VENV)/bin/lambda-dpo data check lambda_dpo/data/examples/ultrafeedback_sample.jsonl --on-bad-record skip
+	$(VENV)/bin/lambda-dpo schedule fit --observations search/examples/paper_five_points.csv \
+		--regression lstsq --temperature-scale std --temperature 3 --out runs/demo/schedule.json
+	$(VENV)/bin/lambda-dpo schedule plot runs/demo/schedule.json --out runs/demo/schedule.png
+
 test: setup
 	$(PY) -m pytest
 

@@ -67,7 +67,7 @@ def _check_prompt(prompt: Any, record_id: str, field: str) -> Prompt:
 
 def _check_responses(responses: Sequence[Any], record_id: str, field_of) -> tuple[str, ...]:
     if len(responses) < MIN_RESPONSES:
-        raise BadRecordError(record_id, field_of(None), f"has {len(responses)} responses; at least {MIN_RESPONSES} are needed to rank")
+        raise BadRecordError(record_id, field_of(None), f"has {len(responses)} response{'' if len(responses) == 1 else 's'}; at least {MIN_RESPONSES} are needed to rank")
     for index, response in enumerate(responses):
         if not isinstance(response, str) or not response.strip():
             raise BadRecordError(record_id, field_of(index), "response text is empty or not a string")

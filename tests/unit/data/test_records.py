@@ -49,7 +49,7 @@ def test_ultrafeedback_with_two_to_four_completions(count):
     "mutate, field, message",
     [
         (lambda r: r.update(completions=[]), "completions", "0 responses"),
-        (lambda r: r.update(completions=r["completions"][:1]), "completions", "1 responses"),
+        (lambda r: r.update(completions=r["completions"][:1]), "completions", "has 1 response;"),
         (lambda r: r.update(instruction="  "), "instruction", "is empty"),
         (lambda r: r["completions"][1].update(response=""), "completions[1].response", "empty"),
         (lambda r: r["completions"][0]["annotations"]["honesty"].update(Rating="great"), "completions[0].annotations.honesty.Rating", "neither a number nor 'N/A'"),
