@@ -59,25 +59,18 @@ def read_observations(path: str | Path, score: str, dimensions: list[str] | None
     return dimensions, lambdas, scores
 
 
+DEFAULTS = PolynomialScheduler().get_params()
+# Scheduler parameters that the fit command takes as flags of the same name (dashes for underscores).
+FLAG_PARAMETERS = ("degree", "basis", "regression", "alpha", "kappa", "n_candidates", "dirichlet_alpha",
+                   "grid_resolution", "temperature", "temperature_scale")
+
+
 def _scheduler_from_args(args, dimensions: list[str]) -> PolynomialScheduler:
     candidates: object = args.candidates
     if args.candidates not in CANDIDATE_KINDS:
         _, candidates = lambda_columns(read_csv(args.candidates), args.candidates, dimensions)
-    return PolynomialScheduler(
-        degree=args.degree,
-        basis=args.basis,
-        regression=args.regression,
-        alpha=args.alpha,
-        kappa=args.kappa,
-        candidates=candidates,
-        n_candidates=args.n_candidates,
-        dirichlet_alpha=args.dirichlet_alpha,
-        grid_resolution=args.grid_resolution,
-        temperature=args.temperature,
-        temperature_scale=args.temperature_scale,
-        dimensions=dimensions,
-        random_state=args.seed,
-    )
+    parameters = {name: getattr(args, name) for name in FLAG_PARAMETERS}
+    return PolynomialScheduler(**parameters, candidates=candidates, dimensions=dimensions, random_state=args.seed)
 
 
 def effective_sample_size(probabilities: np.ndarray) -> float:
@@ -156,17 +149,17 @@ def add_schedule_parser(subparsers) -> None:
     fit.add_argument("--score", default="objective", help="name of the score column (default: objective)")
     fit.add_argument("--dimensions", help="comma-separated dimension columns (default: lambda/* columns, else all but the score)")
     fit.add_argument("--out", required=True, help="where to write the schedule JSON")
-    fit.add_argument("--degree", type=int, default=2)
-    fit.add_argument("--basis", choices=BASES, default="monomial")
-    fit.add_argument("--regression", choices=REGRESSIONS, default="ridge")
-    fit.add_argument("--alpha", type=float, default=1e-3, help="ridge penalty")
-    fit.add_argument("--kappa", type=float, default=1.0, help="exploration weight of the std (bayesian)")
-    fit.add_argument("--candidates", default="dirichlet", help="dirichlet | grid | a CSV of candidate λ to score")
-    fit.add_argument("--n-candidates", type=int, default=2000)
-    fit.add_argument("--dirichlet-alpha", type=float, default=1.0)
-    fit.add_argument("--grid-resolution", type=int, default=10)
-    fit.add_argument("--temperature", type=float, default=100.0, help="τ of softmax(τ·f)")
-    fit.add_argument("--temperature-scale", choices=TEMPERATURE_SCALES, default="raw")
+    fit.add_argument("--degree", type=int, default=DEFAULTS["degree"])
+    fit.add_argument("--basis", choices=BASES, default=DEFAULTS["basis"])
+    fit.add_argument("--regression", choices=REGRESSIONS, default=DEFAULTS["regression"])
+    fit.add_argument("--alpha", type=float, default=DEFAULTS["alpha"], help="ridge penalty")
+    fit.add_argument("--kappa", type=float, default=DEFAULTS["kappa"], help="exploration weight of the std (bayesian)")
+    fit.add_argument("--candidates", default=DEFAULTS["candidates"], help="dirichlet | grid | a CSV of candidate λ to score")
+    fit.add_argument("--n-candidates", type=int, default=DEFAULTS["n_candidates"])
+    fit.add_argument("--dirichlet-alpha", type=float, default=DEFAULTS["dirichlet_alpha"])
+    fit.add_argument("--grid-resolution", type=int, default=DEFAULTS["grid_resolution"])
+    fit.add_argument("--temperature", type=float, default=DEFAULTS["temperature"], help="τ of softmax(τ·f)")
+    fit.add_argument("--temperature-scale", choices=TEMPERATURE_SCALES, default=DEFAULTS["temperature_scale"])
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--top", type=int, default=10, help="rows of the summary table")
     fit.set_defaults(handler=command_fit)
