@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lambda_dpo.commands import add_train_parsers
 from lambda_dpo.data.commands import add_data_parser
 
 
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_data_parser(subparsers)
     add_schedule_parser(subparsers)
+    add_train_parsers(subparsers)
     return parser
 
 
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
         # Bad input is the user's to fix: say what is wrong without a traceback.
         print(f"lambda-dpo {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -34,6 +34,20 @@ def command_check(args) -> int:
     return 0
 
 
+def command_synthesize(args) -> int:
+    import json
+    from pathlib import Path
+
+    from lambda_dpo.data.synthetic import synthetic_records
+
+    records = synthetic_records(args.num_prompts, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(record) + "\n" for record in records))
+    make_console().print(f"{len(records)} synthetic UltraFeedback-schema records written to {out} (seed {args.seed})")
+    return 0
+
+
 def add_data_parser(subparsers) -> None:
     data = subparsers.add_parser("data", help="inspect preference data")
     actions = data.add_subparsers(dest="action", required=True)
@@ -45,3 +59,8 @@ def add_data_parser(subparsers) -> None:
     check.add_argument("--on-bad-record", choices=ON_BAD_RECORD, default="raise")
     check.add_argument("--limit", type=int)
     check.set_defaults(handler=command_check)
+    synthesize = actions.add_parser("synthesize", help="write the embedded synthetic dataset (UltraFeedback schema) as JSONL")
+    synthesize.add_argument("--num-prompts", type=int, default=4000)
+    synthesize.add_argument("--seed", type=int, default=0)
+    synthesize.add_argument("--out", required=True, help="output .jsonl file")
+    synthesize.set_defaults(handler=command_synthesize)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
+from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, detect_format
 
 LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -80,7 +81,14 @@ def _records_of_file(path: Path) -> Iterable[dict]:
 
 
 def iter_raw_records(source: str, *, split: str = "train") -> Iterator[tuple[str, dict, Sequence[str]]]:
-    """``(record_id, record, column_names)`` for every record of a hub dataset or local files."""
+    """``(record_id, record, column_names)`` for every record of a hub dataset, local files or
+    the synthetic generator (``synthetic:N[:seed=S]``)."""
+    synthetic = parse_synthetic_source(source)
+    if synthetic:
+        num_prompts, seed = synthetic
+        for index, record in enumerate(synthetic_records(num_prompts, seed=seed)):
+            yield f"{source}[{index}]", record, list(record)
+        return
     files = _local_files(source)
     if files:
         for path in files:
@@ -108,7 +116,7 @@ def load_examples(
     """Read, validate and convert records into listwise examples.
 
     source: a hub dataset name (e.g. ``openbmb/UltraFeedback``), a local .json/.jsonl/.parquet
-        file, or a directory of them.
+        file, a directory of them, or ``synthetic:N[:seed=S]`` (the embedded generator).
     format: ``ultrafeedback``, ``listwise`` or ``auto`` (from the column names).
     on_bad_record: ``raise`` stops at the first bad record with a message naming it and the
         field; ``skip`` leaves it out and counts it in the report.

@@ -1,0 +1,120 @@
+"""``lambda-dpo train`` and ``lambda-dpo evaluate``: thin entry points over the training loop."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rich.table import Table
+
+from lambda_dpo.config import load_config
+from lambda_dpo.console import make_console
+from lambda_dpo.reporting import JsonlReporter, ProgressReporter, Reporters, TensorBoardReporter
+
+SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "kl_to_reference", "length_bias", "tokens_per_second", "peak_memory")
+
+
+def metrics_table(metrics: dict[str, float], *, title: str) -> Table:
+    """One screen: a row per metric family, a column per dimension (plus mixed / overall)."""
+    families: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        if not name.startswith(SUMMARY_PREFIXES):
+            continue
+        family, _, column = name.partition("/")
+        families.setdefault(family, {})[column or "all"] = value
+    columns = sorted({column for row in families.values() for column in row}, key=lambda c: (c == "all", c == "mixed", c))
+    table = Table(title=title)
+    table.add_column("metric")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for family, row in families.items():
+        table.add_row(family, *(_format(row.get(column)) for column in columns))
+    return table
+
+
+def _format(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def parse_numbers(text: str, *, name: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def command_train(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.train import TrainConfig, latest_checkpoint, train
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    if args.resume:
+        run_dir = Path(args.resume)
+        checkpoint = latest_checkpoint(run_dir)
+        config = load_config(TrainConfig, run_dir / "config.yaml", args.overrides)
+        if str(Path(config.output_dir)) != str(run_dir):
+            config.output_dir = str(run_dir)
+        if checkpoint is None:
+            console.print(f"[yellow]{run_dir} has no checkpoint yet: starting it from the beginning[/]")
+    else:
+        if args.config is None:
+            raise ValueError("give a CONFIG file, or --resume RUN_DIR")
+        config = load_config(TrainConfig, args.config, args.overrides)
+        checkpoint = None
+    run_dir = Path(config.output_dir)
+    console.print(f"run directory: {run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
+    reporter = Reporters(
+        [
+            JsonlReporter(run_dir / "metrics.jsonl"),
+            TensorBoardReporter(run_dir / "tensorboard"),
+            ProgressReporter(config.optim.max_steps, console=console),
+        ]
+    )
+    try:
+        result = train(config, reporter=reporter, resume_from=checkpoint)
+    finally:
+        reporter.close()
+    console.print(metrics_table(result.metrics, title=f"held-out evaluation ({run_dir / 'eval.json'})"))
+    console.print(f"checkpoint: {result.checkpoint}")
+    return 0
+
+
+def command_evaluate(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.train import evaluate_checkpoint
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    checkpoint = Path(args.checkpoint)
+    eval_lambda = parse_numbers(args.eval_lambda, name="--lambda") if args.eval_lambda else None
+    with console.status(f"evaluating {checkpoint}"):
+        metrics = evaluate_checkpoint(checkpoint, data=args.data, eval_lambda=eval_lambda)
+    out = Path(args.out) if args.out else checkpoint / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": str(checkpoint), "data": args.data, "metrics": metrics}, indent=2))
+    console.print(metrics_table(metrics, title=f"evaluation of {checkpoint}"))
+    console.print(f"written to {out}")
+    return 0
+
+
+def add_train_parsers(subparsers) -> None:
+    train = subparsers.add_parser("train", help="fine-tune a model with λ-DPO (or a baseline) from a YAML config")
+    train.add_argument("config", nargs="?", help="YAML config (e.g. configs/train/tiny.yaml)")
+    train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.max_steps=100")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    train.set_defaults(handler=command_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="score a checkpoint on held-out data")
+    evaluate.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/step-N)")
+    evaluate.add_argument("--data", help="data source (default: the run's held-out split)")
+    evaluate.add_argument("--lambda", dest="eval_lambda", help="λ of the mixed target, e.g. 0.4,0.3,0.2,0.1 (default: the run's eval.weights)")
+    evaluate.add_argument("--out", help="JSON file for the metrics (default: CHECKPOINT/evaluation.json)")
+    evaluate.set_defaults(handler=command_evaluate)

@@ -1,0 +1,281 @@
+"""Models: loading, LoRA, sequence log-probs, and the reference (SPEC.md items 1 and 9).
+
+The reference of a LoRA policy is the same model with its adapter disabled — no second copy of
+the base weights. Reference log-probs are computed once per dataset by :class:`ReferenceCache`,
+so a full fine-tune needs no frozen copy during training either: the cache is filled before the
+first update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from lambda_dpo.data.collate import IGNORE_INDEX
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REDUCTIONS = ("mean", "sum")
+
+
+@dataclass
+class LoraConfig:
+    """peft LoRA settings; ``enabled: false`` trains every weight."""
+
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ValueError(f"model.lora.r must be positive, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ModelConfig:
+    """Which causal LM to train and how."""
+
+    name_or_path: str = "configs/models/tiny-llama"  # hub id or local directory
+    random_init: bool = False  # build from the directory's config.json with random weights (no download)
+    tokenizer: Optional[str] = None  # hub id or directory; None = name_or_path; "train" = BPE trained on the data
+    tokenizer_vocab_size: int = 512  # for tokenizer: train
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be auto or one of {', '.join(DTYPES)}; got {self.dtype!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"model.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def load_tokenizer(config: ModelConfig, *, training_texts: Iterable[str] = (), saved: Path | None = None):
+    """The tokenizer named by the config; ``saved`` (a run's tokenizer directory) wins when it exists.
+
+    With ``tokenizer: train`` a byte-level BPE is trained on ``training_texts`` and written to
+    ``saved``, so a resumed run or a later evaluation reads the very same vocabulary.
+    """
+    from transformers import AutoTokenizer
+
+    if saved is not None and (saved / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(saved)
+    if config.tokenizer == "train":
+        from lambda_dpo.tiny import train_tokenizer
+
+        tokenizer = train_tokenizer(training_texts, vocab_size=config.tokenizer_vocab_size)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if saved is not None:
+        tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def load_base_model(config: ModelConfig, *, weights: str | Path | None = None, vocab_size: int | None = None):
+    """The causal LM without adapters, on the configured device and dtype.
+
+    weights: a directory to load instead of ``name_or_path`` (a run's saved reference weights).
+    With ``random_init`` and no ``weights``, the architecture comes from ``name_or_path``'s
+    config.json and the weights are drawn from torch's current RNG (seed it first).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    if weights is None and config.random_init:
+        architecture = AutoConfig.from_pretrained(config.name_or_path)
+        if vocab_size is not None:
+            architecture.vocab_size = vocab_size
+        model = AutoModelForCausalLM.from_config(architecture, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(weights or config.name_or_path, dtype=dtype)
+    if vocab_size is not None and model.get_input_embeddings().num_embeddings < vocab_size:
+        model.resize_token_embeddings(vocab_size)
+    return model.to(device)
+
+
+def add_lora(model, config: LoraConfig):
+    """Wrap ``model`` in a fresh peft LoRA adapter (the base weights are frozen, not copied)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    targets = config.target_modules
+    peft_config = PeftLoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else list(targets),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config)
+
+
+def is_lora(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if is_lora(model):
+        model.enable_input_require_grads()
+
+
+@contextlib.contextmanager
+def reference_mode(model):
+    """Run ``model`` as the reference: a LoRA policy with its adapter disabled, in eval mode.
+
+    A fully fine-tuned model is its own reference only before its first update; the training
+    loop fills the reference cache then.
+    """
+    was_training = model.training
+    model.eval()
+    adapter_off = model.disable_adapter() if is_lora(model) else contextlib.nullcontext()
+    try:
+        with adapter_off, torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def _token_logps(logits: Tensor, targets: Tensor) -> Tensor:
+    logits = logits.float()
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def sequence_logps(logits: Tensor, labels: Tensor, *, chunk_size: int = 1024) -> tuple[Tensor, Tensor]:
+    """Summed response log-probs and response token counts.
+
+    logits: ``[R, L, V]`` in the model's dtype; labels: ``[R, L]`` with IGNORE_INDEX on prompt
+    and padding. Returns ``(sums [R] fp32, counts [R] long)``.
+
+    Only response positions are scored, in chunks of ``chunk_size`` tokens, each cast to fp32
+    for its logsumexp — never a full-vocabulary fp32 log-softmax of the batch. When the logits
+    are low precision and need gradients, each chunk is recomputed in the backward pass rather
+    than keeping its fp32 copy alive.
+    """
+    shifted_labels = labels[:, 1:]
+    response = shifted_labels != IGNORE_INDEX
+    rows, positions = response.nonzero(as_tuple=True)
+    selected = logits[:, :-1][rows, positions]
+    targets = shifted_labels[rows, positions]
+    recompute = selected.requires_grad and selected.dtype != torch.float32
+    pieces = [
+        checkpoint(_token_logps, chunk, chunk_targets, use_reentrant=False) if recompute else _token_logps(chunk, chunk_targets)
+        for chunk, chunk_targets in zip(selected.split(chunk_size), targets.split(chunk_size))
+    ]
+    token_logps = torch.cat(pieces) if pieces else selected.new_zeros(0, dtype=torch.float32)
+    sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device).index_add(0, rows, token_logps)
+    return sums, response.sum(dim=-1)
+
+
+@dataclass
+class ResponseLogps:
+    """Per-response log-probs of one batch: ``sum``, ``mean`` and ``tokens``, each ``[B, N]``."""
+
+    sum: Tensor
+    mean: Tensor
+    tokens: Tensor
+
+    def reduced(self, reduction: str) -> Tensor:
+        return self.mean if reduction == "mean" else self.sum
+
+
+def response_logps(model, batch: dict[str, Tensor]) -> ResponseLogps:
+    """Forward the batch's ``[B·N, L]`` sequences once and return per-response log-probs ``[B, N]``."""
+    shape = batch["response_mask"].shape
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    sums, counts = sequence_logps(logits, batch["labels"])
+    sums, counts = sums.view(shape), counts.view(shape)
+    return ResponseLogps(sum=sums, mean=sums / counts.clamp(min=1), tokens=counts)
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of what a cached value depends on."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+class ReferenceCache:
+    """Reference log-probs of one dataset, computed once and kept in memory and on disk.
+
+    Rows are example keys, columns response slots; values are ``[sum, mean]`` log-probs, NaN
+    for slots an example does not have. ``forward_rows`` counts the sequences the reference
+    model has scored, so tests can check nothing is recomputed.
+    """
+
+    def __init__(self, path: Path | None, key: str):
+        self.path = path
+        self.key = key
+        self.values: Tensor | None = None
+        self.forward_rows = 0
+
+    def load(self) -> bool:
+        """Read the cache from disk if it exists and was computed for the same data and model."""
+        if self.path is None or not self.path.exists():
+            return False
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        if saved.get("key") != self.key:
+            return False
+        self.values = saved["values"]
+        return True
+
+    def fill(self, model, batches: Iterable[dict[str, Tensor]], num_examples: int, num_slots: int, device: torch.device) -> None:
+        """Score every example with ``model`` in reference mode (skipped when already loaded)."""
+        if self.values is not None or self.load():
+            return
+        values = torch.full((num_examples, num_slots, 2), float("nan"))
+        with reference_mode(model):
+            for batch in batches:
+                logps = response_logps(model, to_device(batch, device))
+                self.forward_rows += batch["input_ids"].shape[0]
+                mask = batch["response_mask"]
+                slots = mask.shape[1]
+                scored = torch.stack([logps.sum, logps.mean], dim=-1).float().cpu()
+                block = values[batch["example_keys"], :slots]
+                block[mask] = scored[mask]
+                values[batch["example_keys"], :slots] = block
+        self.values = values
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": self.key, "values": values}, self.path)
+
+    def lookup(self, example_keys: Tensor, num_slots: int, reduction: str) -> Tensor:
+        """``[B, num_slots]`` reference log-probs (0 in padded slots)."""
+        if self.values is None:
+            raise RuntimeError("the reference cache is empty; call fill() first")
+        column = 1 if reduction == "mean" else 0
+        return self.values[example_keys.cpu(), :num_slots, column].nan_to_num(0.0)
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {name: value.to(device) if isinstance(value, Tensor) else value for name, value in batch.items()}

@@ -1,0 +1,74 @@
+"""The training objective a config names, applied to one batch's log-probs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import Tensor
+
+from lambda_dpo.loss import dpo_loss, lambda_dpo_loss, log_odds, mixed_target, orpo_loss, simpo_loss
+from lambda_dpo.modeling import REDUCTIONS, ResponseLogps
+
+LOSSES = ("lambda_dpo", "dpo", "simpo", "orpo")
+
+
+@dataclass
+class LossConfig:
+    """Which preference loss to train with (SPEC.md items 1–7)."""
+
+    name: str = "lambda_dpo"  # lambda_dpo | dpo | simpo | orpo
+    beta: float = 0.1
+    logp_reduction: str = "mean"  # mean (the paper's code) | sum (classic DPO)
+    simpo_gamma: float = 0.5
+    orpo_alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"loss.name must be one of {', '.join(LOSSES)}; got {self.name!r}")
+        if self.logp_reduction not in REDUCTIONS:
+            raise ValueError(f"loss.logp_reduction must be one of {', '.join(REDUCTIONS)}; got {self.logp_reduction!r}")
+        if self.beta <= 0:
+            raise ValueError(f"loss.beta must be > 0, got {self.beta}")
+
+
+@dataclass
+class ObjectiveOutput:
+    """``loss`` (scalar), ``rewards`` ``[B, N]`` used for ranking, and scalar ``metrics``."""
+
+    loss: Tensor
+    rewards: Tensor
+    metrics: dict[str, float]
+
+
+def compute_objective(
+    config: LossConfig,
+    logps: ResponseLogps,
+    reference_logps: Tensor,
+    batch: dict[str, Tensor],
+    lambdas: Tensor,
+    dimensions: Sequence[str],
+) -> ObjectiveOutput:
+    """The configured loss for one batch.
+
+    logps: the policy's ``[B, N]`` log-probs; reference_logps: ``[B, N]`` under the configured
+    reduction; lambdas: ``[B, m]``. The reference-free baselines rank by their own reward
+    (SimPO: β × mean log-prob; ORPO: log odds).
+    """
+    policy = logps.reduced(config.logp_reduction)
+    masks = {"response_mask": batch["response_mask"], "target_mask": batch["target_mask"]}
+    if config.name == "lambda_dpo":
+        output = lambda_dpo_loss(policy, reference_logps, batch["targets"], lambdas, beta=config.beta, **masks)
+        per_dimension = {f"loss/{name}": value.item() for name, value in zip(dimensions, output.per_dimension)}
+        return ObjectiveOutput(output.loss, output.rewards, per_dimension)
+    preference, eligible = mixed_target(batch["targets"], lambdas, **masks)
+    if config.name == "dpo":
+        output = dpo_loss(policy, reference_logps, preference, beta=config.beta, eligible=eligible)
+        rewards = config.beta * (policy - reference_logps)
+    elif config.name == "simpo":
+        output = simpo_loss(logps.sum, logps.tokens, preference, beta=config.beta, gamma=config.simpo_gamma, eligible=eligible)
+        rewards = config.beta * logps.mean
+    else:
+        output = orpo_loss(logps.mean, preference, alpha=config.orpo_alpha, eligible=eligible)
+        rewards = log_odds(logps.mean)
+    return ObjectiveOutput(output.loss, rewards, {"skipped_pairs": float(output.num_skipped)})

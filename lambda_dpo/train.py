@@ -1,0 +1,486 @@
+"""The λ-DPO training loop: one function, read top to bottom, the same standalone and under Ray.
+
+Run directory (``output_dir``)::
+
+    config.yaml               the resolved config
+    tokenizer/                the tokenizer (trained here for the tiny default)
+    reference/                the reference weights, when they are not ``model.name_or_path``
+                              unchanged (random init, or after the SFT warm start)
+    reference_logps/*.pt      reference log-probs of the train and eval sets, computed once
+    checkpoints/step-N/       adapter (or full) weights in safetensors, training_state.pt, config.yaml
+    metrics.jsonl, tensorboard/, eval.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from lambda_dpo.config import save_config
+from lambda_dpo.data.collate import ListwiseCollator
+from lambda_dpo.data.encoding import EncodedExample, encode_examples
+from lambda_dpo.data.loading import DataConfig, load_examples
+from lambda_dpo.data.records import ListwiseExample
+from lambda_dpo.evaluate import EvalConfig, evaluate_policy
+from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, validate_lambda
+from lambda_dpo.loss import mixed_target
+from lambda_dpo.metrics import peak_memory_mb
+from lambda_dpo.modeling import (
+    ModelConfig,
+    ReferenceCache,
+    add_lora,
+    enable_gradient_checkpointing,
+    fingerprint,
+    is_lora,
+    load_base_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    response_logps,
+    sequence_logps,
+    to_device,
+)
+from lambda_dpo.objective import LossConfig, compute_objective
+from lambda_dpo.reporting import Reporter
+
+TRAINING_STATE = "training_state.pt"
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a cosine schedule and linear warm-up, over optimizer steps."""
+
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    max_steps: int = 1000
+    batch_size: int = 4  # prompts per micro-batch (each brings its N responses)
+    gradient_accumulation: int = 1
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_steps <= 0 or self.batch_size <= 0 or self.gradient_accumulation <= 0:
+            raise ValueError("optim.max_steps, optim.batch_size and optim.gradient_accumulation must be positive")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class SFTConfig:
+    """Optional warm start for base models: NLL on each prompt's best response under its λ."""
+
+    steps: int = 0  # 0 = no warm start
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size <= 0:
+            raise ValueError("sft.steps must be ≥ 0 and sft.batch_size positive")
+
+
+@dataclass
+class TrainConfig:
+    """One λ-DPO fine-tune."""
+
+    output_dir: str = "runs/train"
+    seed: int = 0
+    threads: Optional[int] = None  # torch intra-op threads (1 is fastest for the tiny model on 2 cores)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lambdas: LambdaConfig = field(default_factory=LambdaConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    log_every: int = 10
+    save_every: int = 0  # checkpoint every this many steps (0 = only at the end)
+    keep_checkpoints: int = 2  # the newest this many step checkpoints are kept
+
+    def __post_init__(self) -> None:
+        if self.log_every <= 0 or self.save_every < 0 or self.keep_checkpoints < 1:
+            raise ValueError("log_every must be positive, save_every ≥ 0 and keep_checkpoints ≥ 1")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    metrics: dict[str, float]  # final held-out evaluation
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def split_examples(examples: list[ListwiseExample], config: EvalConfig) -> tuple[list[ListwiseExample], list[ListwiseExample]]:
+    """Hold out ``config.fraction`` of the examples by a fixed permutation."""
+    order = np.random.default_rng(config.split_seed).permutation(len(examples))
+    held_out = max(1, int(round(config.fraction * len(examples))))
+    if held_out >= len(examples):
+        raise ValueError(f"eval.fraction {config.fraction} leaves no training examples out of {len(examples)}")
+    return [examples[i] for i in order[held_out:]], [examples[i] for i in order[:held_out]]
+
+
+def rekey(examples: list[ListwiseExample]) -> list[ListwiseExample]:
+    """Keys 0..n-1 within a split: they seed each example's λ and index the reference cache."""
+    return [dataclasses.replace(example, key=key) for key, example in enumerate(examples)]
+
+
+def load_datasets(config: TrainConfig) -> tuple[list[ListwiseExample], list[ListwiseExample]]:
+    data = config.data
+    options = dict(dimensions=data.dimensions, format=data.format, on_bad_record=data.on_bad_record)
+    examples, _ = load_examples(data.source, split=data.split, limit=data.limit, **options)
+    if config.eval.source is None:
+        train_examples, eval_examples = split_examples(examples, config.eval)
+    else:
+        train_examples = examples
+        eval_examples, _ = load_examples(config.eval.source, split=config.eval.split, limit=config.eval.limit, **options)
+    if config.eval.limit is not None:
+        eval_examples = eval_examples[: config.eval.limit]
+    return rekey(train_examples), rekey(eval_examples)
+
+
+def encode(examples: list[ListwiseExample], tokenizer, data: DataConfig) -> list[EncodedExample]:
+    return encode_examples(examples, tokenizer, max_prompt_length=data.max_prompt_length, max_length=data.max_length)
+
+
+def example_texts(examples: list[ListwiseExample]):
+    for example in examples:
+        yield example.prompt if isinstance(example.prompt, str) else " ".join(m["content"] for m in example.prompt)
+        yield from example.responses
+
+
+def batch_order(num_examples: int, batch_size: int, seed: int, micro_step: int) -> tuple[list[int], int]:
+    """The example indices of global micro-batch ``micro_step`` and its epoch.
+
+    Each epoch is a fresh permutation seeded by ``(seed, epoch)``, so any micro-batch can be
+    found again after a resume without replaying the ones before it.
+    """
+    per_epoch = num_examples // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"optim.batch_size {batch_size} exceeds the {num_examples} training examples")
+    epoch, position = divmod(micro_step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    return order[position * batch_size : (position + 1) * batch_size].tolist(), epoch
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_optimizer(model, optim: OptimConfig, *, learning_rate: float | None = None, total_steps: int | None = None):
+    from transformers import get_cosine_schedule_with_warmup
+
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate or optim.learning_rate, weight_decay=optim.weight_decay)
+    total = total_steps or optim.max_steps
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(optim.warmup_ratio * total), total)
+    return optimizer, scheduler
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    found = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / TRAINING_STATE).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, config: TrainConfig) -> Path:
+    """Weights (safetensors), optimizer/scheduler/RNG state and config; written then renamed."""
+    final = run_dir / "checkpoints" / f"step-{step}"
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+    torch.save(state, partial / TRAINING_STATE)
+    save_config(config, partial)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    for old in checkpoint_dirs(run_dir)[: -config.keep_checkpoints]:
+        shutil.rmtree(old)
+    return final
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train_set, collator, sampler, device, autocast):
+    """The base model the preference stage starts from, saved under ``run_dir/reference`` when
+    it differs from ``model.name_or_path`` (random init, SFT warm start). Reused on resume."""
+    saved = run_dir / "reference"
+    if (saved / "config.json").exists():
+        return load_base_model(config.model, weights=saved)
+    seed_everything(config.seed)
+    base = load_base_model(config.model, vocab_size=len(tokenizer))
+    if config.sft.steps:
+        base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast)
+    if config.model.random_init or config.sft.steps:
+        base.save_pretrained(saved, safe_serialization=True)
+    return base
+
+
+def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast):
+    """NLL on each prompt's best response under its λ's mixed target (through a LoRA adapter
+    merged back into the base when LoRA is on, so the reference is the warm-started model)."""
+    model = add_lora(base, config.model.lora) if config.model.lora.enabled else base
+    model.train()
+    optimizer, scheduler = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
+    for step in range(config.sft.steps):
+        indices, epoch = batch_order(len(train_set), config.sft.batch_size, config.seed + 1, step)
+        batch = collator([train_set[i] for i in indices])
+        lambdas = torch.as_tensor(lambdas_for_examples(sampler, batch["example_keys"].tolist(), seed=config.lambdas.seed, epoch=epoch), dtype=torch.float32)
+        preference, eligible = mixed_target(batch["targets"], lambdas, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
+        best = preference.masked_fill(~eligible, -1.0).argmax(-1)
+        rows = torch.arange(len(indices)) * batch["response_mask"].shape[1] + best
+        with autocast:
+            logits = model(input_ids=batch["input_ids"][rows].to(device), attention_mask=batch["attention_mask"][rows].to(device), use_cache=False).logits
+        sums, counts = sequence_logps(logits, batch["labels"][rows].to(device))
+        loss = -sums.sum() / counts.sum().clamp(min=1)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return model.merge_and_unload() if is_lora(model) else model
+
+
+def load_policy(config: TrainConfig, base, checkpoint: Path | None):
+    """The trainable policy on top of ``base``: a LoRA adapter (fresh or from ``checkpoint``) or
+    the full model (from ``checkpoint`` when resuming)."""
+    if config.model.lora.enabled:
+        if checkpoint is None:
+            return add_lora(base, config.model.lora)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
+    if checkpoint is None:
+        return base
+    load_full_weights(base, Path(checkpoint))
+    return base
+
+
+def load_full_weights(model, directory: Path) -> None:
+    """Load a full fine-tune's safetensors into ``model`` in place (no second copy)."""
+    from safetensors.torch import load_file
+    from transformers.modeling_utils import load_sharded_checkpoint
+
+    if (directory / "model.safetensors.index.json").exists():
+        load_sharded_checkpoint(model, directory, strict=False)
+        return
+    missing, unexpected = model.load_state_dict(load_file(directory / "model.safetensors"), strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or []) | {"lm_head.weight"}
+    if unexpected or set(missing) - tied:
+        raise ValueError(f"{directory}: weights do not match the model (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def autocast_context(device: torch.device):
+    """bf16 autocast on a GPU; nothing on CPU (weights keep their dtype either way)."""
+    dtype = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def fill_reference_cache(config: TrainConfig, run_dir: Path, name: str, encoded: list[EncodedExample], base, collator, device, autocast) -> ReferenceCache:
+    """Reference log-probs of ``encoded`` under ``base``, read from ``run_dir`` when already computed."""
+    lengths = (config.data.max_prompt_length, config.data.max_length)
+    key = fingerprint(config.model, config.sft, config.seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
+    cache = ReferenceCache(run_dir / "reference_logps" / f"{name}.pt", key)
+    size = config.eval.batch_size
+    batches = (collator(encoded[i : i + size]) for i in range(0, len(encoded), size))
+    with autocast:
+        cache.fill(base, batches, len(encoded), max(len(e.response_ids) for e in encoded), device)
+    return cache
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from: Path | None = None, on_step=None) -> TrainResult:
+    """Fine-tune as ``config`` says; resume from ``resume_from`` (a checkpoint directory) if given.
+
+    ``on_step(step)`` is called after every optimizer step (tests use it to interrupt a run).
+    """
+    run_dir = Path(config.output_dir)
+    if resume_from is None and checkpoint_dirs(run_dir):
+        raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another output_dir")
+    save_config(config, run_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.model.device)
+    dtype = resolve_dtype(config.model.dtype, device)
+    # Weights stay in their dtype; on a GPU the matmuls run in bf16 under autocast.
+    autocast = autocast_context(device)
+    reporter = reporter or _NullReporter()
+
+    # Data: loaded, split, tokenised once; the tokenizer is saved with the run.
+    train_examples, eval_examples = load_datasets(config)
+    dimensions = list(config.data.dimensions)
+    tokenizer = load_tokenizer(config.model, training_texts=example_texts(train_examples), saved=run_dir / "tokenizer")
+    train_set = encode(train_examples, tokenizer, config.data)
+    eval_set = encode(eval_examples, tokenizer, config.data)
+    collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
+    sampler = build_sampler(config.lambdas, dimensions)
+    eval_lambda = config.eval.mixed_lambda(len(dimensions))
+
+    # Reference: the base after the optional warm start; its log-probs computed once per split.
+    base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast)
+    caches = {
+        split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast)
+        for split, encoded in (("train", train_set), ("eval", eval_set))
+    }
+
+    # Policy, optimizer and, when resuming, everything needed to continue exactly.
+    seed_everything(config.seed + 2)
+    model = load_policy(config, base, resume_from)
+    del base
+    if config.model.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    model.train()
+    optimizer, scheduler = make_optimizer(model, config.optim)
+    start_step = 0
+    if resume_from is not None:
+        state = torch.load(Path(resume_from) / TRAINING_STATE, map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_step = state["step"]
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_policy(
+            model, eval_set, collator, caches["eval"], loss=config.loss, eval_lambda=eval_lambda, dimensions=dimensions,
+            batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device),
+        )
+
+    optim = config.optim
+    window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
+    checkpoint = None
+    for step in range(start_step + 1, optim.max_steps + 1):
+        started = time.perf_counter()
+        step_loss = 0.0
+        for micro in range(optim.gradient_accumulation):
+            indices, epoch = batch_order(len(train_set), optim.batch_size, config.seed, (step - 1) * optim.gradient_accumulation + micro)
+            batch = to_device(collator([train_set[i] for i in indices]), device)
+            keys = batch["example_keys"].tolist()
+            lambdas = torch.as_tensor(lambdas_for_examples(sampler, keys, seed=config.lambdas.seed, epoch=epoch), dtype=torch.float32, device=device)
+            reference = caches["train"].lookup(batch["example_keys"], batch["response_mask"].shape[1], config.loss.logp_reduction).to(device)
+            with autocast:
+                logps = response_logps(model, batch)
+            objective = compute_objective(config.loss, logps, reference, batch, lambdas, dimensions)
+            (objective.loss / optim.gradient_accumulation).backward()
+            step_loss += objective.loss.item() / optim.gradient_accumulation
+            window["tokens"] += int(logps.tokens.sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        window["loss"] += step_loss
+        window["time"] += time.perf_counter() - started
+        window["steps"] += 1
+
+        metrics = {}
+        if step % config.log_every == 0 or step == optim.max_steps:
+            metrics = {
+                "train/loss": window["loss"] / window["steps"],
+                "train/grad_norm": float(grad_norm),
+                "train/learning_rate": scheduler.get_last_lr()[0],
+                "tokens_per_second": window["tokens"] / max(window["time"], 1e-9),
+                "peak_memory_mb": peak_memory_mb(device),
+            }
+            window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
+        if config.eval.every and step % config.eval.every == 0 and step != optim.max_steps:
+            metrics |= {f"eval/{name}": value for name, value in evaluate().items()}
+        checkpoint = None
+        if config.save_every and step % config.save_every == 0 or step == optim.max_steps:
+            checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
+        if step == optim.max_steps:
+            final = evaluate()
+            (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
+            metrics |= final
+        if metrics or checkpoint:
+            reporter.report(metrics, step=step, checkpoint=checkpoint)
+        if on_step is not None:
+            on_step(step)
+    if checkpoint is None:  # resumed from the final checkpoint: nothing left to train
+        checkpoint = checkpoint_dirs(run_dir)[-1]
+        final = json.loads((run_dir / "eval.json").read_text())["metrics"]
+    return TrainResult(run_dir=run_dir, checkpoint=checkpoint, metrics=final)
+
+
+class _NullReporter:
+    def report(self, metrics, *, step, checkpoint=None):
+        pass
+
+    def close(self):
+        pass
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = checkpoint_dirs(Path(run_dir))
+    return found[-1] if found else None
+
+
+def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambda: Sequence[float] | None = None) -> dict[str, float]:
+    """Evaluate a saved checkpoint on its run's held-out split, or on ``data`` (any source).
+
+    The reference comes from the run (adapter disabled, or the saved reference weights) and its
+    log-probs from the run's cache when they were computed for the same data.
+    """
+    from lambda_dpo.config import load_config
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "config.yaml").exists():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.yaml)")
+    config = load_config(TrainConfig, checkpoint / "config.yaml")
+    run_dir = checkpoint.parent.parent
+    device = resolve_device(config.model.device)
+    dimensions = list(config.data.dimensions)
+    if data is None:
+        _, examples = load_datasets(config)
+        cache_name = "eval"
+    else:
+        options = dict(dimensions=dimensions, format="auto", on_bad_record=config.data.on_bad_record)
+        examples = rekey(load_examples(data, **options)[0])
+        cache_name = "eval-" + fingerprint(data)
+    tokenizer = load_tokenizer(config.model, saved=run_dir / "tokenizer")
+    encoded = encode(examples, tokenizer, config.data)
+    collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
+    saved_reference = run_dir / "reference"
+    base = load_base_model(config.model, weights=saved_reference if (saved_reference / "config.json").exists() else None)
+    cache = fill_reference_cache(config, run_dir, cache_name, encoded, base, collator, device, autocast_context(device))
+    model = load_policy(config, base, checkpoint)
+    del base
+    weights = config.eval.mixed_lambda(len(dimensions)) if eval_lambda is None else validate_lambda(eval_lambda, len(dimensions), name="--lambda")
+    return evaluate_policy(
+        model, encoded, collator, cache, loss=config.loss, eval_lambda=weights, dimensions=dimensions,
+        batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device),
+    )
