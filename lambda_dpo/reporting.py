@@ -74,14 +74,18 @@ class ProgressReporter:
             transient=False,
         )
         self.task = self.progress.add_task(description, total=total_steps, latest="")
-        self.progress.start()
+        self.started = False
 
     def report(self, metrics, *, step, checkpoint=None):
+        if not self.started:  # started by the first report, so set-up errors print cleanly
+            self.progress.start()
+            self.started = True
         latest = "  ".join(f"{name}={metrics[name]:.4g}" for name in self.SHOWN if name in metrics)
         self.progress.update(self.task, completed=step, latest=latest)
 
     def close(self):
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
 
 class Reporters:

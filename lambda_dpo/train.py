@@ -287,17 +287,25 @@ def load_policy(config: TrainConfig, base, checkpoint: Path | None):
 
 
 def load_full_weights(model, directory: Path) -> None:
-    """Load a full fine-tune's safetensors into ``model`` in place (no second copy)."""
+    """Load a full fine-tune's safetensors (one file or shards) into ``model`` in place."""
     from safetensors.torch import load_file
-    from transformers.modeling_utils import load_sharded_checkpoint
 
-    if (directory / "model.safetensors.index.json").exists():
-        load_sharded_checkpoint(model, directory, strict=False)
-        return
-    missing, unexpected = model.load_state_dict(load_file(directory / "model.safetensors"), strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or []) | {"lm_head.weight"}
-    if unexpected or set(missing) - tied:
-        raise ValueError(f"{directory}: weights do not match the model (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+    files = sorted(directory.glob("model*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{directory}: no model*.safetensors weights")
+    expected = set(model.state_dict())
+    loaded: set[str] = set()
+    for file in files:
+        weights = load_file(file)
+        unexpected = set(weights) - expected
+        if unexpected:
+            raise ValueError(f"{file}: weights the model does not have: {sorted(unexpected)[:5]}")
+        model.load_state_dict(weights, strict=False)
+        loaded |= set(weights)
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    missing = expected - loaded - tied
+    if missing:
+        raise ValueError(f"{directory}: weights missing from the checkpoint: {sorted(missing)[:5]}")
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

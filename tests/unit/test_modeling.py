@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from lambda_dpo.data.collate import IGNORE_INDEX
+from lambda_dpo.modeling import ReferenceCache, sequence_logps
+
+
+def naive_sequence_logps(logits, labels):
+    """The textbook way: a full log-softmax, then gather the shifted labels."""
+    logps = logits.float().log_softmax(-1)[:, :-1]
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    picked = logps.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
+    return (picked * mask).sum(-1), mask.sum(-1)
+
+
+@pytest.fixture
+def logits_and_labels():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 9, 37, generator=generator, dtype=torch.float64).float()
+    labels = torch.randint(0, 37, (5, 9), generator=generator)
+    labels[:, :3] = IGNORE_INDEX  # prompt
+    labels[1, 6:] = IGNORE_INDEX  # right padding
+    labels[4, 3:] = IGNORE_INDEX  # a padded slot: prompt only, no response
+    return logits, labels
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 1024])
+def test_sequence_logps_match_full_log_softmax_and_skip_prompt_and_padding(logits_and_labels, chunk_size):
+    logits, labels = logits_and_labels
+    sums, counts = sequence_logps(logits, labels, chunk_size=chunk_size)
+    expected_sums, expected_counts = naive_sequence_logps(logits, labels)
+    torch.testing.assert_close(sums, expected_sums, atol=1e-5, rtol=0)
+    assert counts.tolist() == expected_counts.tolist() == [6, 3, 6, 6, 0]
+    assert sums[4] == 0
+
+
+def test_sequence_logps_gradient_matches_naive(logits_and_labels):
+    logits, labels = logits_and_labels
+    ours = logits.clone().requires_grad_()
+    theirs = logits.clone().requires_grad_()
+    sequence_logps(ours, labels, chunk_size=4)[0].sum().backward()
+    naive_sequence_logps(theirs, labels)[0].sum().backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-6, rtol=0)
+
+
+def test_bf16_logits_are_scored_in_fp32_with_recomputed_chunks(logits_and_labels):
+    logits, labels = logits_and_labels
+    low = logits.bfloat16().requires_grad_()
+    sums, _ = sequence_logps(low, labels, chunk_size=4)
+    assert sums.dtype == torch.float32
+    expected, _ = naive_sequence_logps(low.detach().float(), labels)
+    torch.testing.assert_close(sums, expected, atol=1e-4, rtol=0)
+    sums.sum().backward()
+    reference = low.detach().float().requires_grad_()
+    naive_sequence_logps(reference, labels)[0].sum().backward()
+    torch.testing.assert_close(low.grad.float(), reference.grad, atol=1e-2, rtol=0)
+
+
+def test_reference_cache_lookup_and_disk_round_trip(tmp_path):
+    cache = ReferenceCache(tmp_path / "ref.pt", key="k1")
+    cache.values = torch.tensor([[[-1.0, -0.5], [-2.0, -1.0], [float("nan")] * 2]])
+    torch.save({"key": "k1", "values": cache.values}, cache.path)
+    assert cache.lookup(torch.tensor([0]), 3, "mean").tolist() == [[-0.5, -1.0, 0.0]]
+    assert cache.lookup(torch.tensor([0]), 2, "sum").tolist() == [[-1.0, -2.0]]
+    again = ReferenceCache(tmp_path / "ref.pt", key="k1")
+    assert again.load() and torch.equal(again.values.nan_to_num(), cache.values.nan_to_num())
+    assert not ReferenceCache(tmp_path / "ref.pt", key="other data").load()
+    with pytest.raises(RuntimeError, match="empty"):
+        ReferenceCache(None, "x").lookup(torch.tensor([0]), 1, "mean")
