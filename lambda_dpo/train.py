@@ -109,6 +109,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.log_every <= 0 or self.save_every < 0 or self.keep_checkpoints < 1:
             raise ValueError("log_every must be positive, save_every ≥ 0 and keep_checkpoints ≥ 1")
+        # λ given by the user are checked against the data's dimensions before anything runs.
+        build_sampler(self.lambdas, self.data.dimensions)
+        self.eval.mixed_lambda(len(self.data.dimensions))
 
 
 @dataclass
@@ -208,8 +211,9 @@ def make_optimizer(model, optim: OptimConfig, *, learning_rate: float | None = N
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    found = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / TRAINING_STATE).exists()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+    """Complete checkpoints, oldest first; a ``step-N.partial`` left by a kill mid-save is not one."""
+    found = [p for p in (run_dir / "checkpoints").glob("step-*") if p.name[5:].isdigit() and (p / TRAINING_STATE).exists()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
 
 
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, config: TrainConfig) -> Path:

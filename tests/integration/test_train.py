@@ -1,0 +1,259 @@
+"""The training loop end to end on the tiny model (random init, local tokenizer, synthetic data)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lambda_dpo import modeling
+from lambda_dpo.cli import main
+from lambda_dpo.config import load_config
+from lambda_dpo.data.records import DEFAULT_DIMENSIONS
+from lambda_dpo.loss import mixed_target
+from lambda_dpo.preferences import ratings_to_targets
+from lambda_dpo.train import TrainConfig, latest_checkpoint, load_datasets, train
+
+pytestmark = pytest.mark.integration
+
+TINY = "configs/train/tiny.yaml"
+# A small, fast variant of the tiny default for the behaviour tests.
+SMALL = ["data.source=synthetic:160", "optim.max_steps=12", "sft.steps=4", "eval.every=0", "log_every=2", "eval.fraction=0.2"]
+VOLATILE = ("tokens_per_second", "peak_memory_mb")
+
+
+def small_config(output_dir: Path, *overrides: str) -> TrainConfig:
+    return load_config(TrainConfig, TINY, [*SMALL, f"output_dir={output_dir}", *overrides])
+
+
+def chance_top1(config: TrainConfig) -> float:
+    """Expected top-1 accuracy of a random pick on the held-out set at the evaluation λ."""
+    _, held_out = load_datasets(config)
+    ratings = torch.as_tensor(np.stack([e.ratings for e in held_out]), dtype=torch.float32)
+    targets, target_mask = ratings_to_targets(ratings)
+    lambdas = torch.as_tensor(config.eval.mixed_lambda(len(DEFAULT_DIMENSIONS)), dtype=torch.float32).expand(len(held_out), -1)
+    mixed, eligible = mixed_target(targets, lambdas, target_mask=target_mask)
+    mixed = mixed.masked_fill(~eligible, -1.0)
+    best = (mixed >= mixed.max(-1, keepdim=True).values - 1e-9) & eligible
+    informative = best.sum(-1) < eligible.sum(-1)
+    return (best.sum(-1) / eligible.sum(-1))[informative].mean().item()
+
+
+class Recorder:
+    def __init__(self):
+        self.rows = []
+
+    def report(self, metrics, *, step, checkpoint=None):
+        self.rows.append((step, dict(metrics), checkpoint))
+
+    def close(self):
+        pass
+
+
+# ----------------------------------------------------------------------------- the tiny default
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """`lambda-dpo train configs/train/tiny.yaml`, exactly as the README runs it."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    started = time.perf_counter()
+    assert main(["train", TINY, f"output_dir={run_dir}"]) == 0
+    return run_dir, time.perf_counter() - started
+
+
+def test_tiny_default_finishes_in_five_minutes_and_lifts_mixed_accuracy_from_chance(tiny_run):
+    run_dir, seconds = tiny_run
+    assert seconds < 300
+    metrics = json.loads((run_dir / "eval.json").read_text())["metrics"]
+    chance = chance_top1(load_config(TrainConfig, run_dir / "config.yaml"))
+    assert 0.25 <= chance < 0.4  # above 1/4: ties in the mixed target and N/A-shortened lists
+    assert metrics["top1_accuracy/mixed"] >= 0.5
+
+
+def test_tiny_default_training_loss_decreases_and_the_run_is_complete(tiny_run):
+    run_dir, _ = tiny_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["train/loss"] for row in rows if "train/loss" in row]
+    assert losses[-1] < losses[0] - 0.05
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint.name == "step-300" and (checkpoint / "model.safetensors").exists()
+    assert {"config.yaml", "training_state.pt"} <= {p.name for p in checkpoint.iterdir()}
+    assert (run_dir / "config.yaml").exists() and list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "tokenizer" / "tokenizer.json").exists() and (run_dir / "reference" / "model.safetensors").exists()
+
+
+def test_evaluate_command_reproduces_the_runs_evaluation(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    out = tmp_path / "evaluation.json"
+    assert main(["evaluate", str(latest_checkpoint(run_dir)), "--out", str(out)]) == 0
+    again = json.loads(out.read_text())["metrics"]
+    recorded = json.loads((run_dir / "eval.json").read_text())["metrics"]
+    for name, value in recorded.items():
+        if name not in VOLATILE and value is not None and not math.isnan(value):
+            assert again[name] == pytest.approx(value, abs=1e-6), name
+    assert main(["evaluate", str(latest_checkpoint(run_dir)), "--lambda", "1,0,0,0", "--data", "synthetic:60:seed=9", "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["top1_accuracy/mixed"] == pytest.approx(metrics["top1_accuracy/helpfulness"])
+
+
+# ----------------------------------------------------------------------------- λ matters
+
+
+def test_one_hot_lambda_gives_the_best_accuracy_on_its_own_dimension(tmp_path):
+    accuracy = np.zeros((4, 4))  # [trained on e_k, measured on dimension j]
+    for k in range(4):
+        weights = [1.0 if i == k else 0.0 for i in range(4)]
+        config = load_config(
+            TrainConfig,
+            TINY,
+            [f"output_dir={tmp_path / str(k)}", "data.source=synthetic:1500", "optim.max_steps=120", "sft.steps=40",
+             "eval.every=0", "save_every=0", "lambdas.sampler=fixed", f"lambdas.weights={weights}"],
+        )
+        metrics = train(config).metrics
+        accuracy[k] = [metrics[f"top1_accuracy/{d}"] for d in DEFAULT_DIMENSIONS]
+    wins = [int(np.argmax(accuracy[:, j]) == j) for j in range(4)]
+    assert sum(wins) >= 3, accuracy
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def _comparable(metrics):
+    return {k: v for k, v in metrics.items() if k not in VOLATILE}
+
+
+def test_a_killed_run_resumed_from_its_checkpoint_ends_like_an_uninterrupted_one(tmp_path):
+    overrides = ["data.source=synthetic:240", "optim.max_steps=40", "sft.steps=4", "eval.every=0", "save_every=5"]
+    uninterrupted = train(load_config(TrainConfig, TINY, [*overrides, f"output_dir={tmp_path / 'a'}"]))
+
+    run_dir = tmp_path / "b"
+    command = [sys.executable, "-m", "lambda_dpo.cli", "train", TINY, *overrides, f"output_dir={run_dir}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONHASHSEED": "0"})
+    deadline = time.monotonic() + 240
+    while latest_checkpoint(run_dir) is None and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = latest_checkpoint(run_dir)
+    assert killed_at is not None and killed_at.name != "step-40"
+
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    resumed = json.loads((run_dir / "eval.json").read_text())["metrics"]
+    for name, value in _comparable(uninterrupted.metrics).items():
+        assert resumed[name] == pytest.approx(value, abs=1e-5, nan_ok=True), name
+
+
+def test_lora_run_interrupted_in_process_resumes_exactly(tmp_path):
+    lora = ["model.lora.enabled=true", "model.lora.r=4", "model.lora.dropout=0.1", "save_every=5", "optim.max_steps=16"]
+    uninterrupted = train(small_config(tmp_path / "a", *lora))
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(step):
+        if step == 7:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(small_config(tmp_path / "b", *lora), on_step=interrupt)
+    checkpoint = latest_checkpoint(tmp_path / "b")
+    assert checkpoint.name == "step-5" and (checkpoint / "adapter_model.safetensors").exists()
+    resumed = train(small_config(tmp_path / "b", *lora), resume_from=checkpoint)
+    for name, value in _comparable(uninterrupted.metrics).items():
+        assert resumed.metrics[name] == pytest.approx(value, abs=1e-5, nan_ok=True), name
+
+
+def test_starting_over_a_run_with_checkpoints_is_refused(tmp_path, capsys):
+    train(small_config(tmp_path / "run", "optim.max_steps=2", "sft.steps=0"))
+    assert main(["train", TINY, *SMALL, f"output_dir={tmp_path / 'run'}"]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def test_reference_forward_runs_once_per_example_and_never_again(tmp_path, monkeypatch):
+    caches, entered = [], []
+    original_fill, original_mode = modeling.ReferenceCache.fill, modeling.reference_mode
+
+    def recording_fill(self, *args, **kwargs):
+        caches.append(self)
+        return original_fill(self, *args, **kwargs)
+
+    def counting_mode(model):
+        entered.append(1)
+        return original_mode(model)
+
+    monkeypatch.setattr(modeling.ReferenceCache, "fill", recording_fill)
+    monkeypatch.setattr(modeling, "reference_mode", counting_mode)
+    # 128 training prompts in batches of 8 → 16 steps per epoch; 40 steps = 2.5 epochs.
+    config = small_config(tmp_path / "run", "optim.max_steps=40", "save_every=20", "sft.steps=0")
+    train(config)
+    assert [cache.forward_rows for cache in caches] == [128 * 4, 32 * 4]  # every sequence once: train, eval
+    assert len(entered) == 2
+
+    caches.clear()
+    entered.clear()
+    train(config, resume_from=latest_checkpoint(tmp_path / "run") .parent / "step-20")
+    assert [cache.forward_rows for cache in caches] == [0, 0] and not entered  # read back from disk
+
+
+def test_a_lora_run_holds_exactly_one_copy_of_the_base_weights(tmp_path):
+    config = small_config(tmp_path / "run", "model.lora.enabled=true", "model.lora.r=4", "optim.max_steps=3")
+    seen = []
+
+    def inspect(step):
+        gc.collect()
+        tensors = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+        embedding_shape = (len_vocab(config), 64)
+        storages = {t.untyped_storage().data_ptr() for t in tensors if tuple(t.shape) == embedding_shape}
+        models = [obj for obj in gc.get_objects() if type(obj).__name__ == "LlamaForCausalLM"]
+        seen.append((len(storages), len(models)))
+
+    train(config, on_step=inspect)
+    assert seen and all(entry == (1, 1) for entry in seen), seen
+
+
+def len_vocab(config: TrainConfig) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(Path(config.output_dir) / "tokenizer"))
+
+
+# ----------------------------------------------------------------------------- losses and errors
+
+
+@pytest.mark.parametrize("loss", ["dpo", "simpo", "orpo"])
+def test_baseline_losses_train_and_report_every_metric(tmp_path, loss):
+    result = train(small_config(tmp_path / loss, f"loss.name={loss}", "optim.max_steps=4"))
+    assert math.isfinite(result.metrics["loss"]) and 0 <= result.metrics["top1_accuracy/mixed"] <= 1
+    assert {f"ndcg/{d}" for d in DEFAULT_DIMENSIONS} <= set(result.metrics)
+
+
+def test_bad_data_and_bad_configs_fail_with_clear_messages(tmp_path, capsys):
+    from tests.factories import same_ratings, uf_record, write_jsonl
+
+    good = uf_record("Say hi.", [("Hi!", same_ratings("5")), ("Go away.", same_ratings("1"))])
+    bad = uf_record("Say bye.", [("Bye!", same_ratings("5")), ("Hm.", {**same_ratings("2"), "honesty": "seven"})])
+    data = write_jsonl(tmp_path / "data.jsonl", [good] * 20 + [bad])
+    assert main(["train", TINY, f"data.source={data}", f"output_dir={tmp_path / 'run'}"]) == 2
+    error = capsys.readouterr().err
+    assert "data.jsonl[20]" in error and "honesty" in error
+
+    assert main(["train", TINY, "optim.bogus=1"]) == 2
+    assert "optim.bogus" in capsys.readouterr().err
+    assert main(["train", TINY, "lambdas.sampler=fixed", "lambdas.weights=[0.5,0.5]"]) == 2
+    assert "lambdas.weights" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err
