@@ -15,10 +15,13 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
-# The main job. Until the Ray λ sweep lands, this runs what exists end to end: the data pipeline
-# on a shipped UltraFeedback-schema sample, and the λ scheduler on the paper's five observations.
+# The main job. Until the Ray λ sweep lands (issue #5), this runs what exists end to end: a λ-DPO
+# fine-tune of the embedded tiny default (resumed, not repeated, when runs/demo/train exists),
+# then the λ scheduler on the paper's five observations.
+DEMO_RUN := runs/demo/train
 demo: setup
-	$(VENV)/bin/lambda-dpo data check lambda_dpo/data/examples/ultrafeedback_sample.jsonl --on-bad-record skip
+	if [ -d $(DEMO_RUN)/checkpoints ]; then $(VENV)/bin/lambda-dpo train --resume $(DEMO_RUN); \
+	else $(VENV)/bin/lambda-dpo train configs/train/tiny.yaml output_dir=$(DEMO_RUN); fi
 	$(VENV)/bin/lambda-dpo schedule fit --observations search/examples/paper_five_points.csv \
 		--regression lstsq --temperature-scale std --temperature 3 --out runs/demo/schedule.json
 	$(VENV)/bin/lambda-dpo schedule plot runs/demo/schedule.json --out runs/demo/schedule.png

@@ -1,5 +1,7 @@
 """Config validation and the pure pieces of the training loop (no model)."""
 
+from pathlib import Path
+
 import pytest
 
 from lambda_dpo.config import ConfigError, load_config
@@ -9,6 +11,11 @@ from lambda_dpo.evaluate import EvalConfig
 from lambda_dpo.train import TrainConfig, batch_order, split_examples
 
 TINY = "configs/train/tiny.yaml"
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs/train").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_train_config_loads(path):
+    assert load_config(TrainConfig, path).optim.max_steps > 0
 
 
 def test_the_tiny_config_loads():
