@@ -63,8 +63,12 @@ def evaluate_policy(
     batch_size: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    conditioner=None,
 ) -> dict[str, float]:
-    """Score every held-out example once and return the metrics (loss at the evaluation λ)."""
+    """Score every held-out example once and return the metrics (loss at the evaluation λ).
+
+    conditioner: for a λ-conditioned policy, renders ``eval_lambda`` into every prompt.
+    """
     was_training = model.training
     model.eval()
     slots = max(len(example.response_ids) for example in examples)
@@ -74,7 +78,10 @@ def evaluate_policy(
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for first in range(0, len(examples), batch_size):
-        batch = collator(examples[first : first + batch_size])
+        chunk = examples[first : first + batch_size]
+        if conditioner is not None:
+            chunk = conditioner(chunk, np.tile(eval_lambda, (len(chunk), 1)))
+        batch = collator(chunk)
         with autocast:
             logps = response_logps(model, to_device(batch, device))
         columns["sum"].append(_pad_slots(logps.sum.float().cpu(), slots, 0.0))

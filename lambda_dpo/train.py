@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble
 from lambda_dpo.config import save_config
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample, encode_examples
@@ -95,6 +96,7 @@ class TrainConfig:
     output_dir: str = "runs/train"
     seed: int = 0
     threads: Optional[int] = None  # torch intra-op threads (1 is fastest for the tiny model on 2 cores)
+    conditioning: str = "none"  # none | prompt: λ rendered into the prompt, so λ steers the policy at inference
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -109,6 +111,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.log_every <= 0 or self.save_every < 0 or self.keep_checkpoints < 1:
             raise ValueError("log_every must be positive, save_every ≥ 0 and keep_checkpoints ≥ 1")
+        if self.conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {self.conditioning!r}")
         # λ given by the user are checked against the data's dimensions before anything runs.
         build_sampler(self.lambdas, self.data.dimensions)
         self.eval.mixed_lambda(len(self.data.dimensions))
@@ -160,6 +164,16 @@ def example_texts(examples: list[ListwiseExample]):
     for example in examples:
         yield example.prompt if isinstance(example.prompt, str) else " ".join(m["content"] for m in example.prompt)
         yield from example.responses
+
+
+def tokenizer_corpus(config: TrainConfig, examples: list[ListwiseExample]):
+    """Texts for a tokenizer trained on the data (``model.tokenizer: train``), λ preambles included."""
+    yield from example_texts(examples)
+    if config.conditioning == "prompt":
+        rng = np.random.default_rng(config.seed)
+        dimensions = config.data.dimensions
+        for weights in [*np.eye(len(dimensions)), *rng.dirichlet(np.ones(len(dimensions)), 200)]:
+            yield lambda_preamble(weights, dimensions)
 
 
 def batch_order(num_examples: int, batch_size: int, seed: int, micro_step: int) -> tuple[list[int], int]:
@@ -235,7 +249,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, confi
 # ----------------------------------------------------------------------------- model
 
 
-def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train_set, collator, sampler, device, autocast):
+def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train_set, collator, sampler, device, autocast, conditioner):
     """The base model the preference stage starts from, saved under ``run_dir/reference`` when
     it differs from ``model.name_or_path`` (random init, SFT warm start). Reused on resume."""
     saved = run_dir / "reference"
@@ -244,13 +258,29 @@ def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train
     seed_everything(config.seed)
     base = load_base_model(config.model, vocab_size=len(tokenizer))
     if config.sft.steps:
-        base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast)
+        base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast, conditioner)
     if config.model.random_init or config.sft.steps:
         base.save_pretrained(saved, safe_serialization=True)
     return base
 
 
-def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast):
+def training_batch(train_set, indices, epoch, sampler, config: TrainConfig, collator, conditioner):
+    """The collated batch of ``indices`` and its examples' λ ``[B, m]`` (rendered into the
+    prompts when the policy is λ-conditioned)."""
+    chunk = [train_set[i] for i in indices]
+    lambdas = lambdas_for_examples(sampler, [example.key for example in chunk], seed=config.lambdas.seed, epoch=epoch)
+    if conditioner is not None:
+        chunk = conditioner(chunk, lambdas)
+    return collator(chunk), torch.as_tensor(lambdas, dtype=torch.float32)
+
+
+def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditioner | None:
+    if config.conditioning == "none":
+        return None
+    return PromptConditioner(examples, tokenizer, config.data.dimensions, config.data.max_prompt_length)
+
+
+def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast, conditioner):
     """NLL on each prompt's best response under its λ's mixed target (through a LoRA adapter
     merged back into the base when LoRA is on, so the reference is the warm-started model)."""
     model = add_lora(base, config.model.lora) if config.model.lora.enabled else base
@@ -258,8 +288,7 @@ def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, devi
     optimizer, scheduler = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
     for step in range(config.sft.steps):
         indices, epoch = batch_order(len(train_set), config.sft.batch_size, config.seed + 1, step)
-        batch = collator([train_set[i] for i in indices])
-        lambdas = torch.as_tensor(lambdas_for_examples(sampler, batch["example_keys"].tolist(), seed=config.lambdas.seed, epoch=epoch), dtype=torch.float32)
+        batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, conditioner)
         preference, eligible = mixed_target(batch["targets"], lambdas, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
         best = preference.masked_fill(~eligible, -1.0).argmax(-1)
         rows = torch.arange(len(indices)) * batch["response_mask"].shape[1] + best
@@ -357,7 +386,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
     # Data: loaded, split, tokenised once; the tokenizer is saved with the run.
     train_examples, eval_examples = load_datasets(config)
     dimensions = list(config.data.dimensions)
-    tokenizer = load_tokenizer(config.model, training_texts=example_texts(train_examples), saved=run_dir / "tokenizer")
+    tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, train_examples), saved=run_dir / "tokenizer")
     train_set = encode(train_examples, tokenizer, config.data)
     eval_set = encode(eval_examples, tokenizer, config.data)
     collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
@@ -365,7 +394,8 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
     eval_lambda = config.eval.mixed_lambda(len(dimensions))
 
     # Reference: the base after the optional warm start; its log-probs computed once per split.
-    base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast)
+    conditioners = {"train": make_conditioner(config, train_examples, tokenizer), "eval": make_conditioner(config, eval_examples, tokenizer)}
+    base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast, conditioners["train"])
     caches = {
         split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast)
         for split, encoded in (("train", train_set), ("eval", eval_set))
@@ -390,7 +420,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
     def evaluate() -> dict[str, float]:
         return evaluate_policy(
             model, eval_set, collator, caches["eval"], loss=config.loss, eval_lambda=eval_lambda, dimensions=dimensions,
-            batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device),
+            batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device), conditioner=conditioners["eval"],
         )
 
     optim = config.optim
@@ -401,9 +431,8 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
         step_loss = 0.0
         for micro in range(optim.gradient_accumulation):
             indices, epoch = batch_order(len(train_set), optim.batch_size, config.seed, (step - 1) * optim.gradient_accumulation + micro)
-            batch = to_device(collator([train_set[i] for i in indices]), device)
-            keys = batch["example_keys"].tolist()
-            lambdas = torch.as_tensor(lambdas_for_examples(sampler, keys, seed=config.lambdas.seed, epoch=epoch), dtype=torch.float32, device=device)
+            batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, conditioners["train"])
+            batch, lambdas = to_device(batch, device), lambdas.to(device)
             reference = caches["train"].lookup(batch["example_keys"], batch["response_mask"].shape[1], config.loss.logp_reduction).to(device)
             with autocast:
                 logps = response_logps(model, batch)
@@ -489,10 +518,11 @@ def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambd
     saved_reference = run_dir / "reference"
     base = load_base_model(config.model, weights=saved_reference if (saved_reference / "config.json").exists() else None)
     cache = fill_reference_cache(config, run_dir, cache_name, encoded, base, collator, device, autocast_context(device))
+    conditioner = make_conditioner(config, examples, tokenizer)
     model = load_policy(config, base, checkpoint)
     del base
     weights = config.eval.mixed_lambda(len(dimensions)) if eval_lambda is None else validate_lambda(eval_lambda, len(dimensions), name="--lambda")
     return evaluate_policy(
         model, encoded, collator, cache, loss=config.loss, eval_lambda=weights, dimensions=dimensions,
-        batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device),
+        batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device), conditioner=conditioner,
     )

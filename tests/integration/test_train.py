@@ -257,3 +257,10 @@ def test_bad_data_and_bad_configs_fail_with_clear_messages(tmp_path, capsys):
     assert "lambdas.weights" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+    plain = train(small_config(tmp_path / "plain", "optim.max_steps=4", "sft.steps=0"))
+    checkpointed = train(small_config(tmp_path / "checkpointed", "optim.max_steps=4", "sft.steps=0", "model.gradient_checkpointing=true"))
+    for name, value in _comparable(plain.metrics).items():
+        assert checkpointed.metrics[name] == pytest.approx(value, abs=1e-5, nan_ok=True), name

@@ -1,0 +1,82 @@
+"""λ at inference time: the policy reads λ from a control preamble in its prompt (SPEC.md).
+
+With ``conditioning: prompt`` every training example's λ is rendered into its prompt (as the
+chat template's system message where the tokenizer has one), so the policy learns to act on λ
+and can be steered after training. The reference keeps the plain prompt, so the cached
+reference log-probs serve every λ. Responses stay tokenised once; only prompts are re-encoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from lambda_dpo.data.encoding import EncodedExample, render_prompt
+from lambda_dpo.data.records import ListwiseExample
+
+CONDITIONING = ("none", "prompt")
+
+
+def lambda_preamble(weights: Sequence[float], dimensions: Sequence[str]) -> str:
+    """The fixed-format control text, e.g. ``preference weights: helpfulness=0.70 honesty=0.10``."""
+    return "preference weights: " + " ".join(f"{name}={float(w):.2f}" for name, w in zip(dimensions, weights))
+
+
+def conditioned_prompt(prompt, weights: Sequence[float], dimensions: Sequence[str], tokenizer) -> str:
+    """The prompt text a λ-conditioned policy sees (the preamble as the system message)."""
+    return render_prompt(prompt, tokenizer, system=lambda_preamble(weights, dimensions))
+
+
+class PromptConditioner:
+    """Re-encodes the prompts of a batch of examples with their λ in the preamble.
+
+    examples: the raw examples of one split, indexed by key (their prompts are re-rendered).
+    max_prompt_length: the budget of the prompt *without* the preamble; a longer conditioned
+    prompt keeps its preamble and the end of the prompt.
+    """
+
+    def __init__(self, examples: Sequence[ListwiseExample], tokenizer, dimensions: Sequence[str], max_prompt_length: int):
+        self.prompts = {example.key: example.prompt for example in examples}
+        self.tokenizer = tokenizer
+        self.dimensions = list(dimensions)
+        self.max_prompt_length = max_prompt_length
+        self.templated = bool(getattr(tokenizer, "chat_template", None))
+
+    def __call__(self, encoded: Sequence[EncodedExample], lambdas: np.ndarray) -> list[EncodedExample]:
+        texts = [conditioned_prompt(self.prompts[e.key], w, self.dimensions, self.tokenizer) for e, w in zip(encoded, lambdas)]
+        # The same template around a one-character prompt: the shared prefix is the preamble part.
+        frames = [conditioned_prompt("-", w, self.dimensions, self.tokenizer) for w in lambdas]
+        ids, frame_ids = (self.tokenizer(batch, add_special_tokens=not self.templated)["input_ids"] for batch in (texts, frames))
+        return [dataclasses.replace(e, prompt_ids=self._fit(i, _common_prefix(i, f))) for e, i, f in zip(encoded, ids, frame_ids)]
+
+    def _fit(self, ids: list[int], head: int) -> tuple[int, ...]:
+        """Keep the preamble (the first ``head`` tokens) and at most ``max_prompt_length`` after it."""
+        if len(ids) - head <= self.max_prompt_length:
+            return tuple(ids)
+        return tuple(ids[:head] + ids[len(ids) - self.max_prompt_length :])
+
+
+def _common_prefix(first: list[int], second: list[int]) -> int:
+    length = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+def steerability(accuracy: np.ndarray) -> float:
+    """Mean over k of (accuracy on dimension k under e_k − mean accuracy on k under the other vertices).
+
+    accuracy: ``[m, m]``, row = the vertex λ given (e_k), column = per-dimension top-1 accuracy.
+    0 for a model that ignores λ; larger when λ steers the policy towards its dimension.
+    """
+    accuracy = np.asarray(accuracy, dtype=float)
+    m = accuracy.shape[0]
+    if accuracy.shape != (m, m) or m < 2:
+        raise ValueError(f"steerability needs an [m, m] matrix with m ≥ 2, got shape {accuracy.shape}")
+    own = np.diag(accuracy)
+    others = (accuracy.sum(axis=0) - own) / (m - 1)
+    return float(np.mean(own - others))
