@@ -89,19 +89,52 @@ def command_train(args) -> int:
 def command_evaluate(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from lambda_dpo.train import evaluate_checkpoint
+    from lambda_dpo.train import checkpoint_evaluator, load_checkpoint_config, steerability_of
 
     hf_logging.disable_progress_bar()
     console = make_console()
     checkpoint = Path(args.checkpoint)
     eval_lambda = parse_numbers(args.eval_lambda, name="--lambda") if args.eval_lambda else None
+    if args.steerability and eval_lambda is not None:
+        raise ValueError("--steerability evaluates at every vertex and the centroid; leave --lambda out")
+    out = Path(args.out) if args.out else checkpoint / ("steerability.json" if args.steerability else "evaluation.json")
     with console.status(f"evaluating {checkpoint}"):
-        metrics = evaluate_checkpoint(checkpoint, data=args.data, eval_lambda=eval_lambda)
-    out = Path(args.out) if args.out else checkpoint / "evaluation.json"
+        evaluate = checkpoint_evaluator(checkpoint, data=args.data)
+        if args.steerability:
+            dimensions = load_checkpoint_config(checkpoint).data.dimensions
+            result = steerability_of(evaluate, dimensions)
+        else:
+            metrics = evaluate(eval_lambda)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": str(checkpoint), "data": args.data, "metrics": metrics}, indent=2))
-    console.print(metrics_table(metrics, title=f"evaluation of {checkpoint}"))
+    if args.steerability:
+        table = Table(title=f"steerability of {checkpoint}: top-1 accuracy per dimension under each vertex λ")
+        table.add_column("λ given")
+        for dimension in result.dimensions:
+            table.add_column(dimension, justify="right")
+        for dimension, row in zip(result.dimensions, result.accuracy):
+            table.add_row(f"e_{dimension}", *(_format(value) for value in row))
+        console.print(table)
+        console.print(f"steerability: {result.score:.4f}   top1_accuracy/mixed at the centroid: {result.centroid['top1_accuracy/mixed']:.4f}")
+        payload = {"checkpoint": str(checkpoint), "data": args.data, "dimensions": result.dimensions,
+                   "accuracy": result.accuracy.tolist(), "steerability": result.score, "centroid": result.centroid}
+    else:
+        console.print(metrics_table(metrics, title=f"evaluation of {checkpoint}"))
+        payload = {"checkpoint": str(checkpoint), "data": args.data, "lambda": eval_lambda, "metrics": metrics}
+    out.write_text(json.dumps(payload, indent=2))
     console.print(f"written to {out}")
+    return 0
+
+
+def command_generate(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.generate import Generator
+
+    hf_logging.disable_progress_bar()
+    weights = parse_numbers(args.eval_lambda, name="--lambda") if args.eval_lambda else None
+    generator = Generator(args.checkpoint)
+    for prompt in args.prompts:
+        print(generator(prompt, weights=weights, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed))
     return 0
 
 
@@ -116,5 +149,15 @@ def add_train_parsers(subparsers) -> None:
     evaluate.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/step-N)")
     evaluate.add_argument("--data", help="data source (default: the run's held-out split)")
     evaluate.add_argument("--lambda", dest="eval_lambda", help="λ of the mixed target, e.g. 0.4,0.3,0.2,0.1 (default: the run's eval.weights)")
-    evaluate.add_argument("--out", help="JSON file for the metrics (default: CHECKPOINT/evaluation.json)")
+    evaluate.add_argument("--steerability", action="store_true", help="evaluate at every vertex λ and the centroid: the steerability matrix and scalar")
+    evaluate.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json or steerability.json)")
     evaluate.set_defaults(handler=command_evaluate)
+
+    generate = subparsers.add_parser("generate", help="answer prompts with a checkpoint, under a given λ for a λ-conditioned policy")
+    generate.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/step-N)")
+    generate.add_argument("prompts", nargs="+", help="one or more prompts")
+    generate.add_argument("--lambda", dest="eval_lambda", help="λ, e.g. 0.7,0.1,0.1,0.1 (default: the centroid)")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=command_generate)

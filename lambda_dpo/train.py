@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble
+from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, steerability
 from lambda_dpo.config import save_config
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample, encode_examples
@@ -172,7 +172,7 @@ def tokenizer_corpus(config: TrainConfig, examples: list[ListwiseExample]):
     if config.conditioning == "prompt":
         rng = np.random.default_rng(config.seed)
         dimensions = config.data.dimensions
-        for weights in [*np.eye(len(dimensions)), *rng.dirichlet(np.ones(len(dimensions)), 200)]:
+        for weights in [*np.eye(len(dimensions)), *rng.dirichlet(np.ones(len(dimensions)), 4000)]:
             yield lambda_preamble(weights, dimensions)
 
 
@@ -490,18 +490,30 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambda: Sequence[float] | None = None) -> dict[str, float]:
-    """Evaluate a saved checkpoint on its run's held-out split, or on ``data`` (any source).
-
-    The reference comes from the run (adapter disabled, or the saved reference weights) and its
-    log-probs from the run's cache when they were computed for the same data.
-    """
+def load_checkpoint_config(checkpoint: Path) -> TrainConfig:
     from lambda_dpo.config import load_config
 
-    checkpoint = Path(checkpoint)
-    if not (checkpoint / "config.yaml").exists():
+    if not (Path(checkpoint) / "config.yaml").exists():
         raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.yaml)")
-    config = load_config(TrainConfig, checkpoint / "config.yaml")
+    return load_config(TrainConfig, Path(checkpoint) / "config.yaml")
+
+
+def load_run_base(config: TrainConfig, run_dir: Path):
+    """The run's reference weights: ``run_dir/reference`` when saved, else ``model.name_or_path``."""
+    saved = run_dir / "reference"
+    return load_base_model(config.model, weights=saved if (saved / "config.json").exists() else None)
+
+
+def checkpoint_evaluator(checkpoint: Path, *, data: str | None = None):
+    """A function ``weights → metrics`` scoring a saved checkpoint at any evaluation λ.
+
+    The data is the run's held-out split, or ``data`` (any source). The reference comes from the
+    run (adapter disabled, or the saved reference weights) and its log-probs from the run's
+    cache when they were computed for the same data. A λ-conditioned policy sees ``weights`` in
+    its prompts; for any policy they define the mixed target.
+    """
+    checkpoint = Path(checkpoint)
+    config = load_checkpoint_config(checkpoint)
     run_dir = checkpoint.parent.parent
     device = resolve_device(config.model.device)
     dimensions = list(config.data.dimensions)
@@ -515,14 +527,40 @@ def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambd
     tokenizer = load_tokenizer(config.model, saved=run_dir / "tokenizer")
     encoded = encode(examples, tokenizer, config.data)
     collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
-    saved_reference = run_dir / "reference"
-    base = load_base_model(config.model, weights=saved_reference if (saved_reference / "config.json").exists() else None)
+    base = load_run_base(config, run_dir)
     cache = fill_reference_cache(config, run_dir, cache_name, encoded, base, collator, device, autocast_context(device))
     conditioner = make_conditioner(config, examples, tokenizer)
     model = load_policy(config, base, checkpoint)
     del base
-    weights = config.eval.mixed_lambda(len(dimensions)) if eval_lambda is None else validate_lambda(eval_lambda, len(dimensions), name="--lambda")
-    return evaluate_policy(
-        model, encoded, collator, cache, loss=config.loss, eval_lambda=weights, dimensions=dimensions,
-        batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device), conditioner=conditioner,
-    )
+
+    def evaluate(weights: Sequence[float] | None = None) -> dict[str, float]:
+        eval_lambda = config.eval.mixed_lambda(len(dimensions)) if weights is None else validate_lambda(weights, len(dimensions), name="--lambda")
+        return evaluate_policy(
+            model, encoded, collator, cache, loss=config.loss, eval_lambda=eval_lambda, dimensions=dimensions,
+            batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device), conditioner=conditioner,
+        )
+
+    return evaluate
+
+
+def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambda: Sequence[float] | None = None) -> dict[str, float]:
+    """Held-out metrics of a saved checkpoint at ``eval_lambda`` (default: the run's ``eval.weights``)."""
+    return checkpoint_evaluator(checkpoint, data=data)(eval_lambda)
+
+
+@dataclass
+class Steerability:
+    """Per-dimension top-1 accuracy under each vertex λ, and the steerability scalar."""
+
+    dimensions: list[str]
+    accuracy: np.ndarray  # [m, m]: row = e_k given, column = top1_accuracy/<dimension>
+    centroid: dict[str, float]  # every metric at the centroid λ
+    score: float
+
+
+def steerability_of(evaluate, dimensions: Sequence[str]) -> Steerability:
+    """Evaluate at every vertex e_k and the centroid with ``evaluate(weights) → metrics``."""
+    m = len(dimensions)
+    rows = [evaluate(list(np.eye(m)[k])) for k in range(m)]
+    accuracy = np.array([[row[f"top1_accuracy/{d}"] for d in dimensions] for row in rows])
+    return Steerability(list(dimensions), accuracy, evaluate([1.0 / m] * m), steerability(accuracy))
