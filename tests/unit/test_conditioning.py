@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from lambda_dpo.conditioning import PromptConditioner, lambda_preamble, steerability
+from lambda_dpo.data.encoding import encode_examples
+from lambda_dpo.data.records import ListwiseExample
+
+DIMENSIONS = ["helpfulness", "honesty"]
+
+
+def example(key, prompt):
+    return ListwiseExample(key, f"r{key}", prompt, ("Fine.", "No."), np.array([[5.0, 1.0], [2.0, 4.0]]))
+
+
+def test_preamble_has_a_fixed_format():
+    assert lambda_preamble([0.7, 0.3], DIMENSIONS) == "preference weights: helpfulness=0.70 honesty=0.30"
+
+
+def test_conditioned_prompts_carry_lambda_as_the_system_message_and_keep_responses(tiny_tokenizer):
+    examples = [example(0, "Explain photosynthesis in one sentence."), example(1, "Write a haiku.")]
+    encoded = encode_examples(examples, tiny_tokenizer, max_prompt_length=64, max_length=128)
+    conditioner = PromptConditioner(examples, tiny_tokenizer, DIMENSIONS, max_prompt_length=64)
+    conditioned = conditioner(encoded, np.array([[1.0, 0.0], [0.25, 0.75]]))
+    text = tiny_tokenizer.decode(conditioned[0].prompt_ids)
+    assert text.startswith("<s><|system|>preference weights: helpfulness=1.00 honesty=0.00</s><|user|>Explain photosynthesis")
+    assert "helpfulness=0.25 honesty=0.75" in tiny_tokenizer.decode(conditioned[1].prompt_ids)
+    assert [c.response_ids for c in conditioned] == [e.response_ids for e in encoded]  # responses not re-encoded
+    assert encoded[0].prompt_ids != conditioned[0].prompt_ids  # the plain prompt (the reference's) is untouched
+
+
+def test_a_long_prompt_keeps_its_preamble_and_its_end(tiny_tokenizer):
+    long = example(0, "The quick brown fox jumps over the lazy dog. " * 10 + "Final question?")
+    encoded = encode_examples([long], tiny_tokenizer, max_prompt_length=12, max_length=40)
+    conditioned = PromptConditioner([long], tiny_tokenizer, DIMENSIONS, max_prompt_length=12)(encoded, np.array([[0.5, 0.5]]))[0]
+    text = tiny_tokenizer.decode(conditioned.prompt_ids)
+    assert "helpfulness=0.50 honesty=0.50" in text and text.endswith("<|assistant|>") and "Final question?" in text
+    assert "The quick brown fox jumps over the lazy dog. The quick" not in text
+
+
+def test_steerability_scalar():
+    assert steerability(np.eye(4)) == pytest.approx(1.0)
+    assert steerability(np.tile([0.5, 0.6, 0.7, 0.8], (4, 1))) == 0.0  # a model that ignores λ
+    accuracy = np.array([[0.9, 0.2], [0.3, 0.8]])
+    assert steerability(accuracy) == pytest.approx(((0.9 - 0.3) + (0.8 - 0.2)) / 2)
+    with pytest.raises(ValueError, match="matrix"):
+        steerability(np.ones((2, 3)))
