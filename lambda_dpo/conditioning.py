@@ -19,9 +19,29 @@ from lambda_dpo.data.records import ListwiseExample
 CONDITIONING = ("none", "prompt")
 
 
+MIX_TOKENS = 20
+
+
 def lambda_preamble(weights: Sequence[float], dimensions: Sequence[str]) -> str:
-    """The fixed-format control text, e.g. ``preference weights: helpfulness=0.70 honesty=0.10``."""
-    return "preference weights: " + " ".join(f"{name}={float(w):.2f}" for name, w in zip(dimensions, weights))
+    """The fixed-format control text, e.g. ``preference weights: helpfulness=0.70 honesty=0.30 |
+    mix: helpfulness ×14 honesty ×6`` spelled out as 20 words.
+
+    The numbers are for models that read them; the mix (each dimension's name repeated in
+    proportion to its weight, 20 words in all) carries the same λ in a form that even a tiny
+    model reads by averaging over the preamble.
+    """
+    counts = _mix_counts(np.asarray(weights, dtype=float), MIX_TOKENS)
+    mix = " ".join(name for name, count in zip(dimensions, counts) for _ in range(count))
+    return "preference weights: " + " ".join(f"{name}={float(w):.2f}" for name, w in zip(dimensions, weights)) + " | mix: " + mix
+
+
+def _mix_counts(weights: np.ndarray, total: int) -> list[int]:
+    """Integer counts summing to ``total`` closest to ``weights · total`` (largest remainders)."""
+    scaled = weights / weights.sum() * total
+    counts = np.floor(scaled).astype(int)
+    for index in np.argsort(-(scaled - counts), kind="stable")[: total - counts.sum()]:
+        counts[index] += 1
+    return counts.tolist()
 
 
 def conditioned_prompt(prompt, weights: Sequence[float], dimensions: Sequence[str], tokenizer) -> str:

@@ -12,8 +12,11 @@ def example(key, prompt):
     return ListwiseExample(key, f"r{key}", prompt, ("Fine.", "No."), np.array([[5.0, 1.0], [2.0, 4.0]]))
 
 
-def test_preamble_has_a_fixed_format():
-    assert lambda_preamble([0.7, 0.3], DIMENSIONS) == "preference weights: helpfulness=0.70 honesty=0.30"
+def test_preamble_has_a_fixed_format_with_numbers_and_a_twenty_word_mix():
+    text = lambda_preamble([0.7, 0.3], DIMENSIONS)
+    assert text == "preference weights: helpfulness=0.70 honesty=0.30 | mix: " + " ".join(["helpfulness"] * 14 + ["honesty"] * 6)
+    mix = lambda_preamble([0.33, 0.33, 0.34], ["a", "b", "c"]).split("mix: ")[1].split()
+    assert len(mix) == 20 and [mix.count(name) for name in "abc"] == [7, 6, 7]  # largest remainders, ties by order
 
 
 def test_conditioned_prompts_carry_lambda_as_the_system_message_and_keep_responses(tiny_tokenizer):
@@ -22,7 +25,8 @@ def test_conditioned_prompts_carry_lambda_as_the_system_message_and_keep_respons
     conditioner = PromptConditioner(examples, tiny_tokenizer, DIMENSIONS, max_prompt_length=64)
     conditioned = conditioner(encoded, np.array([[1.0, 0.0], [0.25, 0.75]]))
     text = tiny_tokenizer.decode(conditioned[0].prompt_ids)
-    assert text.startswith("<s><|system|>preference weights: helpfulness=1.00 honesty=0.00</s><|user|>Explain photosynthesis")
+    assert text.startswith("<s><|system|>preference weights: helpfulness=1.00 honesty=0.00 | mix: helpfulness")
+    assert "</s><|user|>Explain photosynthesis" in text
     assert "helpfulness=0.25 honesty=0.75" in tiny_tokenizer.decode(conditioned[1].prompt_ids)
     assert [c.response_ids for c in conditioned] == [e.response_ids for e in encoded]  # responses not re-encoded
     assert encoded[0].prompt_ids != conditioned[0].prompt_ids  # the plain prompt (the reference's) is untouched
