@@ -264,3 +264,40 @@ def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
     checkpointed = train(small_config(tmp_path / "checkpointed", "optim.max_steps=4", "sft.steps=0", "model.gradient_checkpointing=true"))
     for name, value in _comparable(plain.metrics).items():
         assert checkpointed.metrics[name] == pytest.approx(value, abs=1e-5, nan_ok=True), name
+
+
+# ----------------------------------------------------------------------------- λ at inference
+
+
+def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_one_is_not(tmp_path, capsys):
+    from lambda_dpo.generate import Generator
+    from lambda_dpo.train import checkpoint_evaluator, steerability_of
+
+    conditioned = train(load_config(TrainConfig, "configs/train/tiny-conditioned.yaml", [f"output_dir={tmp_path / 'on'}", "optim.max_steps=1000"]))
+    steered = steerability_of(checkpoint_evaluator(conditioned.checkpoint), DEFAULT_DIMENSIONS)
+    unconditioned = train(small_config(tmp_path / "off", "optim.max_steps=6"))
+    ignored = steerability_of(checkpoint_evaluator(unconditioned.checkpoint), DEFAULT_DIMENSIONS)
+    assert ignored.score == pytest.approx(0.0, abs=1e-12)  # λ cannot reach a policy that never saw it
+    assert steered.score > 0.25, steered.accuracy
+    # The reference stayed on the plain prompt, so its cached values serve every λ.
+    from transformers import AutoTokenizer
+
+    from lambda_dpo.data.collate import ListwiseCollator
+    from lambda_dpo.modeling import response_logps
+    from lambda_dpo.train import encode, load_run_base
+
+    config = load_config(TrainConfig, tmp_path / "on" / "config.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "on" / "tokenizer")
+    plain = ListwiseCollator(tokenizer.pad_token_id)(encode(load_datasets(config)[1][:4], tokenizer, config.data))
+    with torch.no_grad():
+        expected = response_logps(load_run_base(config, tmp_path / "on").eval(), plain).mean
+    cached = torch.load(tmp_path / "on" / "reference_logps" / "eval.pt", weights_only=True)["values"][:4, :, 1]
+    torch.testing.assert_close(cached, expected, atol=1e-5, rtol=0)
+
+    generator = Generator(conditioned.checkpoint)
+    answers = {k: generator("Tell me about salt in cooking.", weights=list(np.eye(4)[k]), max_new_tokens=24) for k in range(4)}
+    assert len(set(answers.values())) > 1  # greedy answers change with λ
+    assert main(["generate", str(conditioned.checkpoint), "--lambda", "0,1,0,0", "Tell me about salt in cooking."]) == 0
+    assert capsys.readouterr().out.strip() == answers[1]
+    with pytest.raises(ValueError, match="conditioning: none"):
+        Generator(unconditioned.checkpoint)("Hi.", weights=[1.0, 0.0, 0.0, 0.0])
