@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lambda_dpo.config import load_config
 from lambda_dpo.console import make_console
+from lambda_dpo.lambdas import parse_numbers
 from lambda_dpo.reporting import JsonlReporter, ProgressReporter, Reporters, TensorBoardReporter
 
 SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "kl_to_reference", "length_bias", "tokens_per_second", "peak_memory")
@@ -41,13 +42,6 @@ def _format(value) -> str:
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
-def parse_numbers(text: str, *, name: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
-
-
 def command_train(args) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -59,8 +53,7 @@ def command_train(args) -> int:
         run_dir = Path(args.resume)
         checkpoint = latest_checkpoint(run_dir)
         config = load_config(TrainConfig, run_dir / "config.yaml", args.overrides)
-        if str(Path(config.output_dir)) != str(run_dir):
-            config.output_dir = str(run_dir)
+        config.output_dir = str(run_dir)  # the run may have been moved since it started
         if checkpoint is None:
             console.print(f"[yellow]{run_dir} has no checkpoint yet: starting it from the beginning[/]")
     else:
@@ -101,28 +94,30 @@ def command_evaluate(args) -> int:
     with console.status(f"evaluating {checkpoint}"):
         evaluate = checkpoint_evaluator(checkpoint, data=args.data)
         if args.steerability:
-            dimensions = load_checkpoint_config(checkpoint).data.dimensions
-            result = steerability_of(evaluate, dimensions)
+            result = steerability_of(evaluate, load_checkpoint_config(checkpoint).data.dimensions)
         else:
             metrics = evaluate(eval_lambda)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if args.steerability:
-        table = Table(title=f"steerability of {checkpoint}: top-1 accuracy per dimension under each vertex λ")
-        table.add_column("λ given")
-        for dimension in result.dimensions:
-            table.add_column(dimension, justify="right")
-        for dimension, row in zip(result.dimensions, result.accuracy):
-            table.add_row(f"e_{dimension}", *(_format(value) for value in row))
-        console.print(table)
+        console.print(steerability_table(result, title=f"steerability of {checkpoint}: top-1 accuracy per dimension under each vertex λ"))
         console.print(f"steerability: {result.score:.4f}   top1_accuracy/mixed at the centroid: {result.centroid['top1_accuracy/mixed']:.4f}")
-        payload = {"checkpoint": str(checkpoint), "data": args.data, "dimensions": result.dimensions,
-                   "accuracy": result.accuracy.tolist(), "steerability": result.score, "centroid": result.centroid}
+        payload = {"dimensions": result.dimensions, "accuracy": result.accuracy.tolist(), "steerability": result.score, "centroid": result.centroid}
     else:
         console.print(metrics_table(metrics, title=f"evaluation of {checkpoint}"))
-        payload = {"checkpoint": str(checkpoint), "data": args.data, "lambda": eval_lambda, "metrics": metrics}
-    out.write_text(json.dumps(payload, indent=2))
+        payload = {"lambda": eval_lambda, "metrics": metrics}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": str(checkpoint), "data": args.data, **payload}, indent=2))
     console.print(f"written to {out}")
     return 0
+
+
+def steerability_table(result, *, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("λ given")
+    for dimension in result.dimensions:
+        table.add_column(dimension, justify="right")
+    for dimension, row in zip(result.dimensions, result.accuracy):
+        table.add_row(f"e_{dimension}", *(_format(value) for value in row))
+    return table
 
 
 def command_generate(args) -> int:

@@ -66,16 +66,24 @@ class PromptConditioner:
 
     def __call__(self, encoded: Sequence[EncodedExample], lambdas: np.ndarray) -> list[EncodedExample]:
         texts = [conditioned_prompt(self.prompts[e.key], w, self.dimensions, self.tokenizer) for e, w in zip(encoded, lambdas)]
-        # The same template around a one-character prompt: the shared prefix is the preamble part.
-        frames = [conditioned_prompt("-", w, self.dimensions, self.tokenizer) for w in lambdas]
-        ids, frame_ids = (self.tokenizer(batch, add_special_tokens=not self.templated)["input_ids"] for batch in (texts, frames))
-        return [dataclasses.replace(e, prompt_ids=self._fit(i, _common_prefix(i, f))) for e, i, f in zip(encoded, ids, frame_ids)]
+        ids = self._tokenize(texts)
+        # A prompt that fitted its budget plainly fits it with the preamble added; only the ones
+        # cut when encoded need the preamble's extent: the prefix shared with the same template
+        # around a one-character prompt.
+        cut = [i for i, e in enumerate(encoded) if len(e.prompt_ids) >= self.max_prompt_length]
+        frames = self._tokenize([conditioned_prompt("-", lambdas[i], self.dimensions, self.tokenizer) for i in cut])
+        for i, frame in zip(cut, frames):
+            ids[i] = self._fit(ids[i], _common_prefix(ids[i], frame))
+        return [dataclasses.replace(e, prompt_ids=tuple(i)) for e, i in zip(encoded, ids)]
 
-    def _fit(self, ids: list[int], head: int) -> tuple[int, ...]:
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=not self.templated)["input_ids"] if texts else []
+
+    def _fit(self, ids: list[int], head: int) -> list[int]:
         """Keep the preamble (the first ``head`` tokens) and at most ``max_prompt_length`` after it."""
         if len(ids) - head <= self.max_prompt_length:
-            return tuple(ids)
-        return tuple(ids[:head] + ids[len(ids) - self.max_prompt_length :])
+            return ids
+        return ids[:head] + ids[len(ids) - self.max_prompt_length :]
 
 
 def _common_prefix(first: list[int], second: list[int]) -> int:

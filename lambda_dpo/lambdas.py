@@ -48,13 +48,17 @@ def validate_lambdas(rows: np.ndarray, num_dimensions: int, *, name: str = "lamb
     return array
 
 
-def parse_lambda(text: str, num_dimensions: int, *, name: str = "lambda") -> np.ndarray:
-    """Parse ``"0.7,0.1,0.1,0.1"`` into a validated λ."""
+def parse_numbers(text: str, *, name: str = "lambda") -> list[float]:
+    """``"0.7,0.1,0.1,0.1"`` → ``[0.7, 0.1, 0.1, 0.1]`` (not yet validated as a λ)."""
     try:
-        values = [float(part) for part in text.split(",")]
+        return [float(part) for part in text.split(",")]
     except ValueError as error:
         raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from error
-    return validate_lambda(values, num_dimensions, name=name)
+
+
+def parse_lambda(text: str, num_dimensions: int, *, name: str = "lambda") -> np.ndarray:
+    """Parse ``"0.7,0.1,0.1,0.1"`` into a validated λ."""
+    return validate_lambda(parse_numbers(text, name=name), num_dimensions, name=name)
 
 
 class LambdaSampler(Protocol):

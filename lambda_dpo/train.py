@@ -46,7 +46,6 @@ from lambda_dpo.modeling import (
     load_base_model,
     load_tokenizer,
     resolve_device,
-    resolve_dtype,
     response_logps,
     sequence_logps,
     to_device,
@@ -378,7 +377,6 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.model.device)
-    dtype = resolve_dtype(config.model.dtype, device)
     # Weights stay in their dtype; on a GPU the matmuls run in bf16 under autocast.
     autocast = autocast_context(device)
     reporter = reporter or _NullReporter()
@@ -472,7 +470,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
         if on_step is not None:
             on_step(step)
     if checkpoint is None:  # resumed from the final checkpoint: nothing left to train
-        checkpoint = checkpoint_dirs(run_dir)[-1]
+        checkpoint = latest_checkpoint(run_dir)
         final = json.loads((run_dir / "eval.json").read_text())["metrics"]
     return TrainResult(run_dir=run_dir, checkpoint=checkpoint, metrics=final)
 
