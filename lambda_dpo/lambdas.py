@@ -194,8 +194,8 @@ class LambdaConfig:
     """How λ is chosen for each training example."""
 
     sampler: str = "dirichlet"  # one of SAMPLERS
-    weights: Optional[List[float]] = None  # the λ of `fixed`
-    dirichlet_alpha: float = 1.0  # concentration of `dirichlet` (1 = uniform on the simplex)
+    weights: Optional[List[float]] = None  # the λ of `fixed`; the mean of `dirichlet` when given
+    dirichlet_alpha: float = 1.0  # concentration of `dirichlet` per dimension at the centroid (1 = uniform on the simplex)
     gaussian_sigma: float = 1.0  # σ of `gaussian`
     vertex: Optional[int] = None  # `vertices`: always this dimension (None = a random one per example)
     schedule: Optional[str] = None  # `scheduled`: path to a schedule JSON
@@ -214,6 +214,18 @@ class LambdaConfig:
             raise ValueError(f"lambdas.gaussian_sigma must be >= 0, got {self.gaussian_sigma}")
 
 
+MIN_DIRICHLET_ALPHA = 1e-3  # a centre on a face of the simplex still gives a proper Dirichlet
+
+
+def dirichlet_alpha(config: LambdaConfig, num_dimensions: int) -> np.ndarray:
+    """α of the `dirichlet` sampler: ``dirichlet_alpha`` everywhere, or, with ``weights`` as the
+    centre, ``dirichlet_alpha · m · weights`` (mean = weights; the centroid gives the same α)."""
+    if config.weights is None:
+        return np.full(num_dimensions, float(config.dirichlet_alpha))
+    centre = validate_lambda(config.weights, num_dimensions, name="lambdas.weights")
+    return np.maximum(config.dirichlet_alpha * num_dimensions * centre, MIN_DIRICHLET_ALPHA)
+
+
 def build_sampler(config: LambdaConfig, dimensions: Sequence[str]) -> LambdaSampler:
     """The sampler a config names, validated against the dataset's dimensions."""
     m = len(dimensions)
@@ -222,7 +234,7 @@ def build_sampler(config: LambdaConfig, dimensions: Sequence[str]) -> LambdaSamp
     if config.sampler == "uniform":
         return uniform_sampler(m)
     if config.sampler == "dirichlet":
-        return DirichletSampler(np.full(m, float(config.dirichlet_alpha)))
+        return DirichletSampler(dirichlet_alpha(config, m))
     if config.sampler == "gaussian":
         return GaussianSampler(m, float(config.gaussian_sigma))
     if config.sampler == "vertices":

@@ -34,11 +34,16 @@ class LossConfig:
 
 @dataclass
 class ObjectiveOutput:
-    """``loss`` (scalar), ``rewards`` ``[B, N]`` used for ranking, and scalar ``metrics``."""
+    """``loss`` (scalar), ``rewards`` ``[B, N]`` used for ranking, and scalar ``metrics``.
+
+    ``count`` is what ``loss`` is a mean over (prompts with signal, or valid pairs), so data-parallel
+    workers can weight their shards into the mean over the global batch.
+    """
 
     loss: Tensor
     rewards: Tensor
     metrics: dict[str, float]
+    count: Tensor
 
 
 def compute_objective(
@@ -60,7 +65,7 @@ def compute_objective(
     if config.name == "lambda_dpo":
         output = lambda_dpo_loss(policy, reference_logps, batch["targets"], lambdas, beta=config.beta, **masks)
         per_dimension = {f"loss/{name}": value.item() for name, value in zip(dimensions, output.per_dimension)}
-        return ObjectiveOutput(output.loss, output.rewards, per_dimension)
+        return ObjectiveOutput(output.loss, output.rewards, per_dimension, output.used.sum())
     preference, eligible = mixed_target(batch["targets"], lambdas, **masks)
     if config.name == "dpo":
         output = dpo_loss(policy, reference_logps, preference, beta=config.beta, eligible=eligible)
@@ -71,4 +76,4 @@ def compute_objective(
     else:
         output = orpo_loss(logps.mean, preference, alpha=config.orpo_alpha, eligible=eligible)
         rewards = log_odds(logps.mean)
-    return ObjectiveOutput(output.loss, rewards, {"skipped_pairs": float(output.num_skipped)})
+    return ObjectiveOutput(output.loss, rewards, {"skipped_pairs": float(output.num_skipped)}, output.valid.sum())

@@ -32,6 +32,7 @@ from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample, encode_examples
 from lambda_dpo.data.loading import DataConfig, load_examples
 from lambda_dpo.data.records import ListwiseExample
+from lambda_dpo.distributed import data_parallel, global_sum, gradient_sync, rank_and_world, rank_zero_first
 from lambda_dpo.evaluate import EvalConfig, evaluate_policy
 from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, validate_lambda
 from lambda_dpo.loss import mixed_target
@@ -365,39 +366,56 @@ def fill_reference_cache(config: TrainConfig, run_dir: Path, name: str, encoded:
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from: Path | None = None, on_step=None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    reporter: Reporter | None = None,
+    resume_from: Path | None = None,
+    on_step=None,
+    device: torch.device | None = None,
+) -> TrainResult:
     """Fine-tune as ``config`` says; resume from ``resume_from`` (a checkpoint directory) if given.
 
     ``on_step(step)`` is called after every optimizer step (tests use it to interrupt a run).
+    ``device`` overrides ``model.device`` (Ray Train gives each worker its own GPU).
+
+    Under a ``torch.distributed`` process group (Ray Train workers) every worker runs this same
+    function: rank 0 prepares the run directory first, each worker takes its share of every
+    global micro-batch, and only rank 0 writes checkpoints.
     """
     run_dir = Path(config.output_dir)
+    rank, world = rank_and_world()
+    if config.optim.batch_size % world:
+        raise ValueError(f"optim.batch_size {config.optim.batch_size} is not divisible by the {world} data-parallel workers")
     if resume_from is None and checkpoint_dirs(run_dir):
         raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another output_dir")
-    save_config(config, run_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.model.device)
+    device = device or resolve_device(config.model.device)
     # Weights stay in their dtype; on a GPU the matmuls run in bf16 under autocast.
     autocast = autocast_context(device)
     reporter = reporter or _NullReporter()
 
-    # Data: loaded, split, tokenised once; the tokenizer is saved with the run.
-    train_examples, eval_examples = load_datasets(config)
-    dimensions = list(config.data.dimensions)
-    tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, train_examples), saved=run_dir / "tokenizer")
-    train_set = encode(train_examples, tokenizer, config.data)
-    eval_set = encode(eval_examples, tokenizer, config.data)
-    collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
-    sampler = build_sampler(config.lambdas, dimensions)
-    eval_lambda = config.eval.mixed_lambda(len(dimensions))
+    with rank_zero_first():
+        if rank == 0:
+            save_config(config, run_dir)
+        # Data: loaded, split, tokenised once; the tokenizer is saved with the run.
+        train_examples, eval_examples = load_datasets(config)
+        dimensions = list(config.data.dimensions)
+        tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, train_examples), saved=run_dir / "tokenizer")
+        train_set = encode(train_examples, tokenizer, config.data)
+        eval_set = encode(eval_examples, tokenizer, config.data)
+        collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
+        sampler = build_sampler(config.lambdas, dimensions)
+        eval_lambda = config.eval.mixed_lambda(len(dimensions))
 
-    # Reference: the base after the optional warm start; its log-probs computed once per split.
-    conditioners = {"train": make_conditioner(config, train_examples, tokenizer), "eval": make_conditioner(config, eval_examples, tokenizer)}
-    base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast, conditioners["train"])
-    caches = {
-        split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast)
-        for split, encoded in (("train", train_set), ("eval", eval_set))
-    }
+        # Reference: the base after the optional warm start; its log-probs computed once per split.
+        conditioners = {"train": make_conditioner(config, train_examples, tokenizer), "eval": make_conditioner(config, eval_examples, tokenizer)}
+        base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast, conditioners["train"])
+        caches = {
+            split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast)
+            for split, encoded in (("train", train_set), ("eval", eval_set))
+        }
 
     # Policy, optimizer and, when resuming, everything needed to continue exactly.
     seed_everything(config.seed + 2)
@@ -406,6 +424,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
     if config.model.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model.train()
+    trainable = data_parallel(model, device)  # the unwrapped `model` evaluates and is saved
     optimizer, scheduler = make_optimizer(model, config.optim)
     start_step = 0
     if resume_from is not None:
@@ -423,20 +442,21 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
 
     optim = config.optim
     window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
-    checkpoint = None
     for step in range(start_step + 1, optim.max_steps + 1):
         started = time.perf_counter()
         step_loss = 0.0
         for micro in range(optim.gradient_accumulation):
             indices, epoch = batch_order(len(train_set), optim.batch_size, config.seed, (step - 1) * optim.gradient_accumulation + micro)
-            batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, conditioners["train"])
+            batch, lambdas = training_batch(train_set, indices[rank::world], epoch, sampler, config, collator, conditioners["train"])
             batch, lambdas = to_device(batch, device), lambdas.to(device)
             reference = caches["train"].lookup(batch["example_keys"], batch["response_mask"].shape[1], config.loss.logp_reduction).to(device)
-            with autocast:
-                logps = response_logps(model, batch)
-            objective = compute_objective(config.loss, logps, reference, batch, lambdas, dimensions)
-            (objective.loss / optim.gradient_accumulation).backward()
-            step_loss += objective.loss.item() / optim.gradient_accumulation
+            with gradient_sync(trainable, micro == optim.gradient_accumulation - 1):
+                with autocast:
+                    logps = response_logps(trainable, batch)
+                objective = compute_objective(config.loss, logps, reference, batch, lambdas, dimensions)
+                loss, shard_weight = global_batch_mean(objective)
+                (objective.loss * shard_weight / optim.gradient_accumulation).backward()
+            step_loss += loss / optim.gradient_accumulation
             window["tokens"] += int(logps.tokens.sum())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
         optimizer.step()
@@ -452,27 +472,42 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, resume_from:
                 "train/loss": window["loss"] / window["steps"],
                 "train/grad_norm": float(grad_norm),
                 "train/learning_rate": scheduler.get_last_lr()[0],
-                "tokens_per_second": window["tokens"] / max(window["time"], 1e-9),
+                "tokens_per_second": float(global_sum(torch.tensor(float(window["tokens"])))) / max(window["time"], 1e-9),
                 "peak_memory_mb": peak_memory_mb(device),
             }
             window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
         if config.eval.every and step % config.eval.every == 0 and step != optim.max_steps:
             metrics |= {f"eval/{name}": value for name, value in evaluate().items()}
         checkpoint = None
-        if config.save_every and step % config.save_every == 0 or step == optim.max_steps:
+        saving = config.save_every and step % config.save_every == 0 or step == optim.max_steps
+        if saving and rank == 0:
             checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
         if step == optim.max_steps:
             final = evaluate()
-            (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
+            if rank == 0:
+                (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
             metrics |= final
-        if metrics or checkpoint:
+        if metrics or saving:  # on the same steps on every worker: a Ray report is collective
             reporter.report(metrics, step=step, checkpoint=checkpoint)
         if on_step is not None:
             on_step(step)
-    if checkpoint is None:  # resumed from the final checkpoint: nothing left to train
-        checkpoint = latest_checkpoint(run_dir)
+    if start_step >= optim.max_steps:  # resumed from the final checkpoint: nothing left to train
         final = json.loads((run_dir / "eval.json").read_text())["metrics"]
-    return TrainResult(run_dir=run_dir, checkpoint=checkpoint, metrics=final)
+    return TrainResult(run_dir=run_dir, checkpoint=latest_checkpoint(run_dir), metrics=final)
+
+
+def global_batch_mean(objective) -> tuple[float, torch.Tensor]:
+    """The loss over the global batch, and the factor on this worker's loss that makes DDP's
+    gradient average equal to that mean's gradient (1 with one worker).
+
+    Each shard's loss is a mean over its own ``count``; the global mean weights shards by count.
+    """
+    _, world = rank_and_world()
+    if world == 1:
+        return objective.loss.item(), torch.tensor(1.0)
+    count = objective.count.float()
+    loss_sum, total = global_sum(torch.stack([objective.loss.detach().float() * count, count])).cpu()
+    return float(loss_sum / total.clamp_min(1)), (world * count / total.clamp_min(1)).detach()
 
 
 class _NullReporter:

@@ -46,6 +46,18 @@ def test_per_example_dirichlet_is_uniform_too():
     assert np.allclose(samples.var(axis=0), 3 / 80, rtol=0.06)
 
 
+def test_dirichlet_with_weights_is_centred_on_them():
+    centre = [0.5, 0.3, 0.2, 0.0]
+    sampler = build_sampler(LambdaConfig(sampler="dirichlet", weights=centre, dirichlet_alpha=5.0), DIMENSIONS)
+    assert np.allclose(sampler.alpha, [10.0, 6.0, 4.0, 1e-3])
+    samples = sampler.sample(np.random.default_rng(0), 20_000)
+    assert np.allclose(samples.mean(axis=0), centre, atol=0.005)
+    # the centroid as centre is the plain Dir(α)
+    assert np.allclose(build_sampler(LambdaConfig(sampler="dirichlet", weights=[0.25] * 4, dirichlet_alpha=2.0), DIMENSIONS).alpha, 2.0)
+    with pytest.raises(ValueError, match="lambdas.weights"):
+        build_sampler(LambdaConfig(sampler="dirichlet", weights=[0.5, 0.6, 0, 0]), DIMENSIONS)
+
+
 def test_gaussian_is_softmax_of_normal():
     samples = GaussianSampler(4, 1.0).sample(np.random.default_rng(0), 5000)
     assert np.allclose(samples.sum(axis=1), 1.0) and np.all(samples > 0)

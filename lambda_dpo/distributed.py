@@ -1,0 +1,57 @@
+"""Data parallelism for the training loop, a no-op in a single process.
+
+Ray Train (``TorchTrainer``) sets up the ``torch.distributed`` process group before the loop
+runs; these helpers read it, so ``train`` is the same function with one worker or many.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of data-parallel workers (0, 1 outside a group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextlib.contextmanager
+def rank_zero_first():
+    """Rank 0 runs the block first (writing what it makes to the run directory); the others then
+    run it and find the files there instead of computing them again."""
+    _, world = rank_and_world()
+    if world > 1 and dist.get_rank() != 0:
+        dist.barrier()
+    yield
+    if world > 1 and dist.get_rank() == 0:
+        dist.barrier()
+
+
+def global_sum(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of ``values`` over all workers (``values`` itself with one worker)."""
+    _, world = rank_and_world()
+    if world == 1:
+        return values
+    total = values.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` wrapped in DistributedDataParallel when there are several workers."""
+    _, world = rank_and_world()
+    if world == 1:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def gradient_sync(model: torch.nn.Module, sync: bool):
+    """Skip DDP's all-reduce on micro-batches before the last of a gradient-accumulation step."""
+    if sync or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
