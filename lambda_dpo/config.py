@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence, Type, TypeVar
+from typing import Mapping, Sequence, Type, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,20 +21,40 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and key."""
 
 
-def load_config(cls: Type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
+def load_config(
+    cls: Type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base_files: Mapping[str, str] | None = None,
+) -> T:
+    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``key=value`` overrides.
+
+    base_files: ``{node: key}``: when the config (file or overrides) sets ``key`` to a YAML path,
+    that file is the starting point of ``node``, under what the config itself says of ``node``
+    (a sweep's ``train_config: configs/train/tiny.yaml`` fills ``train``).
+    """
     where = str(path) if path else "defaults"
     try:
         merged = OmegaConf.structured(cls)
+        layers = []
         if path is not None:
             if not Path(path).is_file():
                 raise ConfigError(f"config file not found: {path}")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            layers.append(OmegaConf.load(path))
         for override in overrides:
             if "=" not in override:
                 raise ConfigError(f"override {override!r} must look like key=value (e.g. data.limit=100)")
         if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        for node, key in (base_files or {}).items():
+            base = next((layer[key] for layer in reversed(layers) if layer.get(key)), None)
+            if base is not None:
+                if not Path(base).is_file():
+                    raise ConfigError(f"{where}: {key}: config file not found: {base}")
+                merged = OmegaConf.merge(merged, {node: OmegaConf.load(base)})
+        for layer in layers:
+            merged = OmegaConf.merge(merged, layer)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)

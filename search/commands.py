@@ -173,3 +173,70 @@ def add_schedule_parser(subparsers) -> None:
     plot.add_argument("schedule")
     plot.add_argument("--out", required=True)
     plot.set_defaults(handler=command_plot)
+
+
+def sweep_table(config, table: pd.DataFrame) -> Table:
+    """Trials ranked by objective (best first), errored trials last."""
+    from search.sweep import OBJECTIVE
+
+    order = table.assign(_key=table[OBJECTIVE].astype(float) * (1 if config.mode == "max" else -1)).sort_values("_key", ascending=False, na_position="last")
+    result = Table(title=f"λ sweep {config.name}: {len(table)} trials, ranked by {config.objective} ({config.mode})", box=box.SIMPLE_HEAVY)
+    result.add_column("#", justify="right")
+    result.add_column("trial")
+    for name in config.dimensions:
+        header = name.replace("_", "_\n")
+        result.add_column(header, justify="right", min_width=max(map(len, header.splitlines())))
+    result.add_column("objective", justify="right")
+    metrics = [name for name in config.table_metrics if name in table.columns]
+    for name in metrics:
+        result.add_column(name.replace("/", "/\n"), justify="right")
+    result.add_column("status")
+    for rank, (_, row) in enumerate(order.iterrows(), start=1):
+        cells = [str(rank), str(row["trial_id"]), *(f"{row[f'lambda/{d}']:.3f}" for d in config.dimensions)]
+        cells += [f"{float(row[name]):.4f}" for name in (OBJECTIVE, *metrics)]
+        result.add_row(*cells, str(row["status"]))
+    return result
+
+
+def command_sweep(args) -> int:
+    from search.sweep import OBJECTIVE, best_trial, centroid_trial, load_sweep_config, read_sweep_config, results_table, run_sweep, write_outputs
+
+    console = make_console()
+    if args.resume:
+        if args.config or args.overrides:
+            raise ValueError("--resume continues a sweep exactly as it started: give no CONFIG or overrides with it")
+        config = read_sweep_config(args.resume)
+    else:
+        if args.config is None:
+            raise ValueError("give a sweep CONFIG file, or --resume SWEEP_DIR")
+        config = load_sweep_config(args.config, args.overrides)
+    if args.dry_run:
+        from search.sweep import build_searcher
+
+        build_searcher(config)
+        console.print(f"sweep config valid: {config.searcher.num_trials} trials of {config.train_config or 'the inline train config'}, searcher {config.searcher.name}, into {config.sweep_dir()}")
+        return 0
+    console.print(f"sweep directory: {config.sweep_dir()}" + (" (resuming)" if args.resume else ""))
+    table = results_table(config, run_sweep(config, resume=bool(args.resume)))
+    written = write_outputs(config, table)
+    console.print(sweep_table(config, table))
+    best, centroid = best_trial(config, table), centroid_trial(config, table)
+    if best is None:
+        console.print("[red]no trial finished[/]: see the trial errors above")
+        return 1
+    weights = ", ".join(f"{d}={best[f'lambda/{d}']:.3f}" for d in config.dimensions)
+    console.print(f"best λ: {weights}  →  {config.objective} {best[OBJECTIVE]:.4f} (trial {best['trial_id']})")
+    if centroid is not None:
+        console.print(f"centroid λ trial {centroid['trial_id']}: {config.objective} {float(centroid[OBJECTIVE]):.4f}")
+    for name, path in written.items():
+        console.print(f"{name}: {path}")
+    return 0
+
+
+def add_sweep_parser(subparsers) -> None:
+    sweep = subparsers.add_parser("sweep", help="search λ with Ray Tune over Ray Train λ-DPO fine-tunes")
+    sweep.add_argument("config", nargs="?", help="sweep YAML (e.g. configs/sweep/tiny.yaml)")
+    sweep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. searcher.num_trials=12 train.optim.max_steps=200")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep from its directory")
+    sweep.add_argument("--dry-run", action="store_true", help="validate the config and the searcher, run nothing")
+    sweep.set_defaults(handler=command_sweep)
