@@ -1,0 +1,26 @@
+"""One local Ray cluster for every Ray test of the session (never `ray stop`: it would kill every
+Ray process on the machine by name; `ray.shutdown()` stops only the head this session started)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The address of a private 2-CPU local cluster (its own temp dir, no dashboard)."""
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Short path: Ray's unix sockets live under the temp dir and their names have a length limit.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+    try:
+        yield context.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""Sweep configs, searcher selection, per-trial configs and the sweep's output files, without Ray."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lambda_dpo.cli import main
+from lambda_dpo.config import ConfigError
+from lambda_dpo.lambdas import build_sampler, read_schedule
+from search.searcher import GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher
+from search.sweep import (
+    OBJECTIVE,
+    best_trial,
+    build_searcher,
+    centroid_trial,
+    load_sweep_config,
+    trial_train_config,
+    with_absolute_paths,
+    write_outputs,
+)
+
+SWEEP_CONFIGS = sorted(Path("configs/sweep").glob("*.yaml"))
+DIMENSIONS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
+
+
+def test_every_shipped_sweep_config_passes_dry_run(capsys):
+    assert SWEEP_CONFIGS
+    for path in SWEEP_CONFIGS:
+        assert main(["sweep", str(path), "--dry-run"]) == 0, path
+        assert "sweep config valid" in capsys.readouterr().out
+
+
+def test_tiny_sweep_takes_the_tiny_train_config_under_its_own_train_keys():
+    config = load_sweep_config("configs/sweep/tiny.yaml")
+    assert config.train.model.name_or_path == "configs/models/tiny-llama"  # from configs/train/tiny.yaml
+    assert config.train.eval.every == 0  # the sweep's own `train:` key wins
+    assert config.searcher.num_trials >= 8 and config.searcher.max_concurrent == 2
+    overridden = load_sweep_config("configs/sweep/tiny.yaml", ["train.optim.max_steps=7", "searcher.num_trials=3"])
+    assert overridden.train.optim.max_steps == 7 and overridden.searcher.num_trials == 3
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("searcher.name=hyperband", "searcher.name"),
+        ("train.optim.nope=1", "train.optim.nope"),
+        ("lambda_mode=soft", "lambda_mode"),
+        ("resources.num_workers=3", "divisible"),
+        ("resources.driver_cpus=0", "driver_cpus"),
+        ("searcher.initial_points=[[0.5,0.6,0,0]]", r"searcher.initial_points\[0\]"),
+        ("train_config=configs/train/missing.yaml", "missing.yaml"),
+    ],
+)
+def test_bad_sweep_configs_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep_config("configs/sweep/tiny.yaml", [override])
+
+
+def test_each_searcher_name_builds_its_searcher():
+    for name, kind in (("polynomial", PolynomialLambdaSearcher), ("random", RandomLambdaSearcher), ("grid", GridLambdaSearcher)):
+        searcher = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", [f"searcher.name={name}"]))
+        assert isinstance(searcher, kind) and searcher.metric == OBJECTIVE and searcher.mode == "max"
+    polynomial = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", ["scheduler.temperature=7"]))
+    assert polynomial.scheduler.temperature == 7
+    optuna = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", ["searcher.name=optuna", "mode=min"]))
+    assert type(optuna).__name__ == "OptunaSearch" and optuna.mode == "min"
+
+
+def test_trial_config_fixes_lambda_or_centres_a_dirichlet_on_it(tmp_path):
+    weights = np.array([0.4, 0.3, 0.2, 0.1])
+    fixed = trial_train_config(load_sweep_config("configs/sweep/tiny.yaml", [f"storage_path={tmp_path}"]), weights, "abc")
+    assert fixed.lambdas.sampler == "fixed" and fixed.lambdas.weights == pytest.approx(list(weights))
+    assert Path(fixed.output_dir) == tmp_path / "tiny" / "runs" / "abc"
+    centred = trial_train_config(load_sweep_config("configs/sweep/tiny.yaml", ["lambda_mode=dirichlet", "lambda_concentration=40"]), weights, "abc")
+    sampler = build_sampler(centred.lambdas, DIMENSIONS)
+    assert np.allclose(sampler.alpha, 40 * weights)
+
+
+def test_local_paths_become_absolute_and_hub_ids_stay():
+    config = with_absolute_paths(load_sweep_config("configs/sweep/tiny.yaml").train)
+    assert Path(config.model.name_or_path).is_absolute() and Path(config.model.name_or_path).is_dir()
+    assert config.data.source == "synthetic:4000" and config.model.tokenizer == "train"
+
+
+def fake_results() -> pd.DataFrame:
+    rows = [np.eye(4)[k] for k in range(4)] + [np.full(4, 0.25), [0.4, 0.4, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]
+    scores = [0.50, 0.48, 0.55, 0.52, 0.60, 0.63, np.nan]
+    table = pd.DataFrame(rows, columns=[f"lambda/{d}" for d in DIMENSIONS])
+    table.insert(0, "status", ["TERMINATED"] * 6 + ["ERROR"])
+    table.insert(0, "trial_id", [f"t{i}" for i in range(7)])
+    table[OBJECTIVE] = scores
+    return table
+
+
+def test_outputs_best_and_centroid_from_a_results_table(tmp_path):
+    config = load_sweep_config("configs/sweep/tiny.yaml", [f"output_dir={tmp_path}"])
+    table = fake_results()
+    written = write_outputs(config, table)
+    assert pd.read_csv(written["results"]).shape == table.shape
+    schedule = read_schedule(written["schedule"])
+    assert schedule.dimensions == tuple(DIMENSIONS) and np.isclose(schedule.probabilities.sum(), 1)
+    assert written["objective_plot"].stat().st_size > 1000 and written["schedule_plot"].exists()
+    assert best_trial(config, table)["trial_id"] == "t5"
+    assert centroid_trial(config, table)["trial_id"] == "t4"
+    minimising = load_sweep_config("configs/sweep/tiny.yaml", ["mode=min"])
+    assert best_trial(minimising, table)["trial_id"] == "t1"
+
+
+def test_sweep_command_refuses_overrides_with_resume(capsys, tmp_path):
+    assert main(["sweep", "--resume", str(tmp_path), "searcher.num_trials=3"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(tmp_path)]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
