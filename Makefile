@@ -15,16 +15,12 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
-# The main job. Until the Ray λ sweep lands (issue #5), this runs what exists end to end: a λ-DPO
-# fine-tune of the embedded tiny default (resumed, not repeated, when runs/demo/train exists),
-# then the λ scheduler on the paper's five observations.
-DEMO_RUN := runs/demo/train
+# The main job: the local Ray λ sweep on the embedded tiny default (8 fine-tunes, 2 at a time).
+# A second `make demo` continues an interrupted sweep, or reprints a finished one's results.
+SWEEP_DIR := runs/sweeps/tiny
 demo: setup
-	if [ -d $(DEMO_RUN)/checkpoints ]; then $(VENV)/bin/lambda-dpo train --resume $(DEMO_RUN); \
-	else $(VENV)/bin/lambda-dpo train configs/train/tiny.yaml output_dir=$(DEMO_RUN); fi
-	$(VENV)/bin/lambda-dpo schedule fit --observations search/examples/paper_five_points.csv \
-		--regression lstsq --temperature-scale std --temperature 3 --out runs/demo/schedule.json
-	$(VENV)/bin/lambda-dpo schedule plot runs/demo/schedule.json --out runs/demo/schedule.png
+	if [ -f $(SWEEP_DIR)/sweep.yaml ]; then $(VENV)/bin/lambda-dpo sweep --resume $(SWEEP_DIR); \
+	else $(VENV)/bin/lambda-dpo sweep configs/sweep/tiny.yaml; fi
 
 test: setup
 	$(PY) -m pytest

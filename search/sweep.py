@@ -265,9 +265,11 @@ def train_worker(loop_config: dict) -> None:
     copy, or the run directory's own when the worker died before Ray had it)."""
     import ray.train
     import ray.train.torch
+    from transformers.utils import logging as hf_logging
 
     from lambda_dpo.reporting import JsonlReporter, Reporters
 
+    hf_logging.disable_progress_bar()  # one bar per saved shard would flood the sweep's log
     config: TrainConfig = loop_config["train"]
     run_dir = Path(config.output_dir)
     ray_reporter = RayTrainReporter(loop_config["objective"])

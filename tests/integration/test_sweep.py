@@ -41,8 +41,8 @@ def logged_steps(run_dir: Path) -> list[int]:
 
 
 def searcher_state(sweep_dir: Path) -> dict:
-    (path,) = sorted((sweep_dir / "tune").glob("searcher-state-*"))
-    return json.loads(path.read_text())
+    *_, latest = sorted((sweep_dir / "tune").glob("searcher-state-*"))  # one file per driver session
+    return json.loads(latest.read_text())
 
 
 def wait_for(condition, *, timeout: float, what: str, process=None):
