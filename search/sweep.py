@@ -370,7 +370,9 @@ def trainable(config: SweepConfig):
 
 
 def trial_dirname(trial) -> str:
-    return trial.trial_id
+    """``trial-003-<id>``: Tune's creation counter first, so directories sort in trial order."""
+    counter = trial.experiment_tag.split("_", 1)[0]
+    return f"trial-{int(counter):03d}-{trial.trial_id}" if counter.isdigit() else trial.trial_id
 
 
 def run_sweep(config: SweepConfig, *, resume: bool = False):
@@ -404,13 +406,12 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
 
 
 def results_table(config: SweepConfig, results) -> pd.DataFrame:
-    """One row per trial (Tune's order, which is creation order): id, status, λ, objective,
-    table metrics, step."""
+    """One row per trial in creation order: id, status, λ, objective, table metrics, step."""
     rows = []
-    for result in results:
+    for result in sorted(results, key=lambda r: Path(r.path).name):
         trial_config = result.config or {}
         metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name
+        trial_id = metrics.get("trial_id") or Path(result.path).name.rsplit("-", 1)[-1]
         row = {"trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED"}
         weights = trial_config.get(LAMBDA_KEY, {})
         row |= {f"lambda/{d}": weights.get(d, float("nan")) for d in config.dimensions}
