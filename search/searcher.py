@@ -326,13 +326,20 @@ def optuna_searcher(dimensions: Sequence[str], *, metric: str, mode: str, sample
     if sampler not in samplers:
         raise ValueError(f"optuna sampler must be one of {', '.join(samplers)}; got {sampler!r}")
     dimensions = list(dimensions)
-
-    def space(trial):
-        uniforms = [trial.suggest_float(f"u/{d}", 1e-6, 1.0) for d in dimensions]
-        return lambda_config(lambda_from_uniforms(uniforms), dimensions)
-
     points = None
     if initial_points is not None:
         # u = exp(−λ) maps λ back onto itself (e = λ, Σe = 1); u ≤ 1 always.
         points = [{f"u/{d}": float(np.exp(-w)) for d, w in zip(dimensions, row)} for row in np.asarray(initial_points, dtype=float)]
-    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=samplers[sampler](seed=seed), points_to_evaluate=points)
+    return OptunaSearch(space=UniformsSpace(dimensions), metric=metric, mode=mode, sampler=samplers[sampler](seed=seed), points_to_evaluate=points)
+
+
+class UniformsSpace:
+    """Optuna's define-by-run space: one U(0, 1] per dimension, the trial's λ from them.
+    A class, not a closure, because Tune pickles the searcher with the experiment."""
+
+    def __init__(self, dimensions: Sequence[str]):
+        self.dimensions = list(dimensions)
+
+    def __call__(self, trial) -> dict:
+        uniforms = [trial.suggest_float(f"u/{d}", 1e-6, 1.0) for d in self.dimensions]
+        return lambda_config(lambda_from_uniforms(uniforms), self.dimensions)

@@ -274,8 +274,8 @@ def train_worker(loop_config: dict) -> None:
     run_dir = Path(config.output_dir)
     ray_reporter = RayTrainReporter(loop_config["objective"])
     reporters = [ray_reporter]
-    if ray.train.get_context().get_world_rank() == 0:
-        reporters.append(JsonlReporter(run_dir / "metrics.jsonl"))
+    if ray.train.get_context().get_world_rank() == 0:  # the local log first: a Ray upload may be cut short
+        reporters.insert(0, JsonlReporter(run_dir / "metrics.jsonl"))
     reporter = Reporters(reporters)
     saved = ray.train.get_checkpoint()
     with saved.as_directory() if saved else contextlib.nullcontext(None) as ray_copy:

@@ -1,6 +1,7 @@
 """The λ searchers driven by hand, without a Ray cluster: suggest / on_trial_complete / state."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -178,6 +179,7 @@ def test_normalised_exponentials_of_uniforms_are_dirichlet_one():
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])
 def test_optuna_searcher_suggests_lambdas_on_the_simplex_starting_from_given_points(sampler):
     searcher = optuna_searcher(DIMENSIONS, metric="objective", mode="max", sampler=sampler, seed=0, initial_points=[[0.25] * 4])
+    pickle.dumps(searcher)  # Tune saves the searcher with the experiment
     first = searcher.suggest("t0")
     assert np.allclose(trial_lambda(first, DIMENSIONS), 0.25)
     searcher.on_trial_complete("t0", {"objective": 0.5, **first})
