@@ -194,7 +194,7 @@ def sweep_table(config, table: pd.DataFrame) -> Table:
     for rank, (_, row) in enumerate(order.iterrows(), start=1):
         cells = [str(rank), str(row["trial_id"]), *(f"{row[f'lambda/{d}']:.3f}" for d in config.dimensions)]
         cells += [f"{float(row[name]):.4f}" for name in (OBJECTIVE, *metrics)]
-        result.add_row(*cells, str(row["status"]))
+        result.add_row(*cells, "ok" if row["status"] == "TERMINATED" else str(row["status"]))
     return result
 
 

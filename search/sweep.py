@@ -138,7 +138,7 @@ class SweepConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     max_failures: int = 2  # worker-group failures a trial survives, resuming from its checkpoint
     keep_checkpoints: int = 2  # Ray Train checkpoints kept per trial
-    table_metrics: List[str] = field(default_factory=lambda: ["reward_margin", "kl_to_reference", "loss"])
+    table_metrics: List[str] = field(default_factory=lambda: ["reward_margin", "kl_to_reference"])
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -360,13 +360,18 @@ def connect_ray(**kwargs) -> None:
         ray.init(address="local", include_dashboard=False, **kwargs)
 
 
+def for_trials(config: SweepConfig) -> SweepConfig:
+    """The config as trials see it: every local path absolute, resolved here in the driver's
+    directory (Tune runs each trial in a directory of its own)."""
+    storage = config.storage_path if config.remote_storage else str(Path(config.storage_path).absolute())
+    return dataclasses.replace(config, train=with_absolute_paths(config.train), output_dir=str(config.sweep_dir()), storage_path=storage)
+
+
 def trainable(config: SweepConfig):
-    """The trial function with the sweep config bound (its local paths made absolute here, in
-    the driver's directory) and the driver's fractional CPU."""
+    """The trial function with the sweep config bound and the driver's fractional CPU."""
     from ray import tune
 
-    bound = dataclasses.replace(config, train=with_absolute_paths(config.train), output_dir=str(config.sweep_dir()))
-    return tune.with_resources(tune.with_parameters(run_trial, sweep=bound), {"cpu": config.resources.driver_cpus})
+    return tune.with_resources(tune.with_parameters(run_trial, sweep=for_trials(config)), {"cpu": config.resources.driver_cpus})
 
 
 def trial_dirname(trial) -> str:

@@ -15,6 +15,7 @@ from search.sweep import (
     best_trial,
     build_searcher,
     centroid_trial,
+    for_trials,
     load_sweep_config,
     trial_train_config,
     with_absolute_paths,
@@ -78,10 +79,17 @@ def test_trial_config_fixes_lambda_or_centres_a_dirichlet_on_it(tmp_path):
     assert np.allclose(sampler.alpha, 40 * weights)
 
 
-def test_local_paths_become_absolute_and_hub_ids_stay():
+def test_local_paths_become_absolute_and_hub_ids_stay(monkeypatch, tmp_path):
     config = with_absolute_paths(load_sweep_config("configs/sweep/tiny.yaml").train)
     assert Path(config.model.name_or_path).is_absolute() and Path(config.model.name_or_path).is_dir()
     assert config.data.source == "synthetic:4000" and config.model.tokenizer == "train"
+    # What a trial receives does not depend on the directory Tune runs it in.
+    bound = for_trials(load_sweep_config("configs/sweep/tiny.yaml"))
+    remote = for_trials(load_sweep_config("configs/sweep/tiny.yaml", ["storage_path=s3://bucket/sweeps"]))
+    monkeypatch.chdir(tmp_path)
+    assert bound.ray_storage() == str(Path(__file__).resolve().parents[3] / "runs" / "sweeps" / "tiny")
+    assert bound.sweep_dir() == Path(bound.output_dir) and Path(bound.output_dir).is_absolute()
+    assert remote.ray_storage() == "s3://bucket/sweeps/tiny"
 
 
 def fake_results() -> pd.DataFrame:
