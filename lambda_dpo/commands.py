@@ -61,13 +61,20 @@ def command_train(args) -> int:
             raise ValueError("give a CONFIG file, or --resume RUN_DIR")
         config = load_config(TrainConfig, args.config, args.overrides)
         checkpoint = None
+    if args.dry_run:
+        from lambda_dpo.preflight import check_train_config
+
+        for line in check_train_config(config):
+            console.print(f"  ok  {line}")
+        console.print(f"train config valid; the run would write to {config.output_dir}")
+        return 0
     run_dir = Path(config.output_dir)
     console.print(f"run directory: {run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
     reporter = Reporters(
         [
             JsonlReporter(run_dir / "metrics.jsonl"),
             TensorBoardReporter(run_dir / "tensorboard"),
-            ProgressReporter(config.optim.max_steps, console=console),
+            ProgressReporter(None if config.optim.epochs else config.optim.max_steps, console=console),
         ]
     )
     try:
@@ -138,6 +145,7 @@ def add_train_parsers(subparsers) -> None:
     train.add_argument("config", nargs="?", help="YAML config (e.g. configs/train/tiny.yaml)")
     train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.max_steps=100")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="check the config (keys, types, values, paths, λ) without loading a model or data")
     train.set_defaults(handler=command_train)
 
     evaluate = subparsers.add_parser("evaluate", help="score a checkpoint on held-out data")

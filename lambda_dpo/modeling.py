@@ -52,6 +52,7 @@ class ModelConfig:
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     gradient_checkpointing: bool = False
+    trust_remote_code: bool = False  # models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
@@ -89,7 +90,7 @@ def load_tokenizer(config: ModelConfig, *, training_texts: Iterable[str] = (), s
 
         tokenizer = train_tokenizer(training_texts, vocab_size=config.tokenizer_vocab_size)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.name_or_path, trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if saved is not None:
@@ -109,12 +110,12 @@ def load_base_model(config: ModelConfig, *, weights: str | Path | None = None, v
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     if weights is None and config.random_init:
-        architecture = AutoConfig.from_pretrained(config.name_or_path)
+        architecture = AutoConfig.from_pretrained(config.name_or_path, trust_remote_code=config.trust_remote_code)
         if vocab_size is not None:
             architecture.vocab_size = vocab_size
-        model = AutoModelForCausalLM.from_config(architecture, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(architecture, dtype=dtype, trust_remote_code=config.trust_remote_code)
     else:
-        model = AutoModelForCausalLM.from_pretrained(weights or config.name_or_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(weights or config.name_or_path, dtype=dtype, trust_remote_code=config.trust_remote_code)
     if vocab_size is not None and model.get_input_embeddings().num_embeddings < vocab_size:
         model.resize_token_embeddings(vocab_size)
     return model.to(device)

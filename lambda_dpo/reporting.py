@@ -60,7 +60,7 @@ class ProgressReporter:
 
     SHOWN = ("loss", "top1_accuracy/mixed", "tokens_per_second")
 
-    def __init__(self, total_steps: int, *, description: str = "training", console=None):
+    def __init__(self, total_steps: int | None, *, description: str = "training", console=None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.progress = Progress(

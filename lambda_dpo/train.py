@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import random
 import shutil
 import time
@@ -64,7 +65,8 @@ class OptimConfig:
     learning_rate: float = 5e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
-    max_steps: int = 1000
+    max_steps: int = 1000  # optimizer steps (ignored when `epochs` is set)
+    epochs: Optional[float] = None  # passes over the training set; sets max_steps once the data is loaded
     batch_size: int = 4  # prompts per micro-batch (each brings its N responses)
     gradient_accumulation: int = 1
     max_grad_norm: float = 1.0
@@ -72,6 +74,15 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.max_steps <= 0 or self.batch_size <= 0 or self.gradient_accumulation <= 0:
             raise ValueError("optim.max_steps, optim.batch_size and optim.gradient_accumulation must be positive")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"optim.epochs must be positive, got {self.epochs}")
+
+    def steps_for(self, num_examples: int) -> "OptimConfig":
+        """This config with ``max_steps`` set from ``epochs`` over ``num_examples`` prompts."""
+        if self.epochs is None:
+            return self
+        per_step = self.batch_size * self.gradient_accumulation
+        return dataclasses.replace(self, max_steps=max(1, math.ceil(self.epochs * num_examples / per_step)))
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -397,10 +408,11 @@ def train(
     reporter = reporter or _NullReporter()
 
     with rank_zero_first():
-        if rank == 0:
-            save_config(config, run_dir)
         # Data: loaded, split, tokenised once; the tokenizer is saved with the run.
         train_examples, eval_examples = load_datasets(config)
+        config = dataclasses.replace(config, optim=config.optim.steps_for(len(train_examples)))
+        if rank == 0:
+            save_config(config, run_dir)
         dimensions = list(config.data.dimensions)
         tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, train_examples), saved=run_dir / "tokenizer")
         train_set = encode(train_examples, tokenizer, config.data)

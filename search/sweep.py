@@ -197,6 +197,21 @@ def build_searcher(config: SweepConfig):
     return optuna_searcher(config.dimensions, metric=OBJECTIVE, mode=config.mode, sampler=s.optuna_sampler, seed=s.seed, initial_points=s.initial_points)
 
 
+def check_sweep_config(config: SweepConfig) -> list[str]:
+    """``--dry-run``: the base fine-tune's checks, the searcher built, the resources described."""
+    from lambda_dpo.preflight import check_train_config
+
+    lines = check_train_config(config.train)
+    searcher = build_searcher(config)
+    lines.append(f"searcher: {type(searcher).__name__}, {config.searcher.num_trials} trials, {config.searcher.max_concurrent} at a time, {config.mode} {config.objective}")
+    r = config.resources
+    per_trial = f"{r.num_workers} worker(s) × {r.per_worker()} + driver {r.driver_cpus} CPU"
+    concurrent = {k: round(v * r.num_workers * config.searcher.max_concurrent, 3) for k, v in r.per_worker().items()}
+    lines.append(f"resources: {per_trial} per trial; {config.searcher.max_concurrent} trials at once need {concurrent} + {r.driver_cpus * config.searcher.max_concurrent:g} CPU")
+    lines.append(f"storage: {config.ray_storage()} ({'remote' if config.remote_storage else 'local or shared filesystem'}); results in {config.sweep_dir()}")
+    return lines
+
+
 # ----------------------------------------------------------------------------- one trial
 
 

@@ -36,7 +36,7 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _local_files(source: str) -> list[Path]:
+def local_files(source: str) -> list[Path]:
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in LOCAL_BUILDERS)
@@ -89,7 +89,7 @@ def iter_raw_records(source: str, *, split: str = "train") -> Iterator[tuple[str
         for index, record in enumerate(synthetic_records(num_prompts, seed=seed)):
             yield f"{source}[{index}]", record, list(record)
         return
-    files = _local_files(source)
+    files = local_files(source)
     if files:
         for path in files:
             records = _records_of_file(path)

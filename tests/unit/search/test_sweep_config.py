@@ -22,15 +22,7 @@ from search.sweep import (
     write_outputs,
 )
 
-SWEEP_CONFIGS = sorted(Path("configs/sweep").glob("*.yaml"))
 DIMENSIONS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
-
-
-def test_every_shipped_sweep_config_passes_dry_run(capsys):
-    assert SWEEP_CONFIGS
-    for path in SWEEP_CONFIGS:
-        assert main(["sweep", str(path), "--dry-run"]) == 0, path
-        assert "sweep config valid" in capsys.readouterr().out
 
 
 def test_tiny_sweep_takes_the_tiny_train_config_under_its_own_train_keys():

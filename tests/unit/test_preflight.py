@@ -1,0 +1,69 @@
+"""`--dry-run`: every shipped config checks out without a model or dataset; bad paths are named."""
+
+from pathlib import Path
+
+import pytest
+
+from lambda_dpo.cli import main
+from lambda_dpo.config import ConfigError, load_config
+from lambda_dpo.preflight import check_data_source, check_device, check_model_source, check_train_config
+from lambda_dpo.train import TrainConfig
+
+TRAIN_CONFIGS = sorted(Path("configs/train").glob("*.yaml"))
+SWEEP_CONFIGS = sorted(Path("configs/sweep").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_every_train_config_passes_dry_run(path, capsys):
+    assert main(["train", str(path), "--dry-run"]) == 0
+    assert "train config valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", SWEEP_CONFIGS, ids=lambda p: p.name)
+def test_every_sweep_config_passes_dry_run(path, capsys):
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep config valid" in out and "searcher:" in out and "resources:" in out
+
+
+def test_paper_configs_say_what_the_paper_did():
+    for path in Path("configs/train").glob("paper-*.yaml"):
+        config = load_config(TrainConfig, path)
+        assert config.model.lora.enabled and config.model.lora.r == 8 and config.model.lora.target_modules == ["all-linear"]
+        assert (config.optim.learning_rate, config.optim.batch_size, config.optim.gradient_accumulation, config.optim.epochs) == (5e-6, 1, 8, 5)
+        assert (config.loss.beta, config.loss.logp_reduction) == (0.1, "mean")
+
+
+def test_epochs_set_the_steps_from_the_training_set_size():
+    optim = load_config(TrainConfig, None, ["optim.epochs=2.5", "optim.batch_size=4", "optim.gradient_accumulation=2"]).optim
+    assert optim.steps_for(100).max_steps == 32  # ceil(2.5 × 100 / 8)
+    assert load_config(TrainConfig).optim.steps_for(100).max_steps == 1000  # no epochs: max_steps as given
+
+
+def test_bad_paths_and_names_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="model.name_or_path.*config.json"):
+        check_model_source(str(tmp_path), key="model.name_or_path", needs_config=True)
+    with pytest.raises(ConfigError, match="model.tokenizer.*hub id"):
+        check_model_source("not a model!", key="model.tokenizer")
+    with pytest.raises(ConfigError, match="data.source.*not found"):
+        check_data_source(str(tmp_path / "missing.jsonl"), key="data.source")
+    with pytest.raises(ConfigError, match="eval.source.*synthetic"):
+        check_data_source("synthetic:many", key="eval.source")
+    with pytest.raises(ConfigError, match="model.device"):
+        check_device("tpu")
+    assert "hub id" in check_model_source("meta-llama/Llama-3.2-1B-Instruct", key="model.name_or_path")
+    assert "local file" in check_data_source("lambda_dpo/data/examples", key="data.source")
+    assert "no GPU" in check_device("cuda:1") or "cuda:1" in check_device("cuda:1")
+
+
+def test_dry_run_loads_no_model_and_no_data(monkeypatch):
+    import lambda_dpo.data.loading as loading
+    import lambda_dpo.modeling as modeling
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a dry run must not load models or data")
+
+    monkeypatch.setattr(modeling, "load_base_model", forbidden)
+    monkeypatch.setattr(loading, "load_examples", forbidden)
+    lines = check_train_config(load_config(TrainConfig, "configs/train/tiny.yaml"))
+    assert any("synthetic:4000" in line for line in lines)
