@@ -67,6 +67,6 @@ for attempt in 1 2 3 4 5 6 7 8 9 10; do
 done
 
 ray job logs --address "$address" --follow "$submission_id" || true
-status="$(ray job status --address "$address" "$submission_id" 2>/dev/null | grep -o 'SUCCEEDED\|FAILED\|STOPPED\|RUNNING\|PENDING' | tail -1 || true)"
+status="$("$python" -c 'import sys; from ray.job_submission import JobSubmissionClient as C; print(C(sys.argv[1]).get_job_status(sys.argv[2]).value)' "$address" "$submission_id" 2>/dev/null || true)"
 echo "job $submission_id: ${status:-UNKNOWN}"
 [ "$status" = "SUCCEEDED" ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,27 +31,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def processes_of(temp_dir: str) -> list[psutil.Process]:
-    """Every process of the head started with ``--temp-dir temp_dir`` (they all name it)."""
-    found = []
+def processes_of(temp_dir: str, gcs_port: int) -> list[psutil.Process]:
+    """The head's processes: those naming its temp dir (GCS, raylet, dashboard, monitors) or its
+    GCS address (the client server), and every descendant of theirs (agents, workers)."""
+    roots = []
     for process in psutil.process_iter(["cmdline"]):
-        if any(temp_dir in part for part in process.info["cmdline"] or ()):
-            found.append(process)
-    return found
+        arguments = process.info["cmdline"] or ()
+        if any(temp_dir in part or part.endswith(f":{gcs_port}") for part in arguments):
+            roots.append(process)
+    found = {process.pid: process for process in roots}
+    for process in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found |= {child.pid: child for child in process.children(recursive=True)}
+    return list(found.values())
 
 
 @pytest.fixture
 def ray_head():
     """A Ray head of its own: the dashboard address and the environment to talk to it with."""
     temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")
-    dashboard = free_port()
+    dashboard, gcs = free_port(), free_port()
     low = random.randrange(20_000, 40_000, 200)
     # The job's entrypoint runs with the head's PATH: the venv goes first. Token auth is set the
     # same way for the head and for the client.
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
     start = [
-        str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
+        str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
         f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
         f"--ray-client-server-port={free_port()}", f"--min-worker-port={low}", f"--max-worker-port={low + 199}",
@@ -60,7 +67,7 @@ def ray_head():
     try:
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        started = processes_of(temp_dir)
+        started = processes_of(temp_dir, gcs)
         for process in started:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.send_signal(signal.SIGTERM)
@@ -68,7 +75,8 @@ def ray_head():
         for process in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-        subprocess.run(["rm", "-rf", temp_dir], check=False)
+        assert not [p for p in processes_of(temp_dir, gcs) if p.status() != psutil.STATUS_ZOMBIE], "the head's processes outlived it"
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_submit_script_runs_the_tiny_sweep_on_a_ray_head_and_reports_success(ray_head, tmp_path):
