@@ -112,6 +112,8 @@ class ResourcesConfig:
             raise ValueError("resources.num_workers must be positive, cpus_per_worker ≥ 0 and driver_cpus > 0 (Ray rejects 0)")
         if self.use_gpu and not 0 < self.gpus_per_worker:
             raise ValueError(f"resources.gpus_per_worker must be > 0 with use_gpu, got {self.gpus_per_worker}")
+        if self.gpus_per_worker > 1 and self.gpus_per_worker != int(self.gpus_per_worker):
+            raise ValueError(f"resources.gpus_per_worker above 1 must be a whole number (Ray's rule), got {self.gpus_per_worker}")
 
     def per_worker(self) -> dict:
         resources = {"CPU": self.cpus_per_worker}

@@ -42,6 +42,7 @@ def test_tiny_sweep_takes_the_tiny_train_config_under_its_own_train_keys():
         ("lambda_mode=soft", "lambda_mode"),
         ("resources.num_workers=3", "divisible"),
         ("resources.driver_cpus=0", "driver_cpus"),
+        ("resources.gpus_per_worker=1.5", "whole number"),
         ("searcher.initial_points=[[0.5,0.6,0,0]]", r"searcher.initial_points\[0\]"),
         ("train_config=configs/train/missing.yaml", "missing.yaml"),
     ],
