@@ -53,6 +53,7 @@ class ModelConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False  # models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust
+    pad_token: Optional[str] = None  # padding token when the tokenizer has none (default: its eos token)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
@@ -84,15 +85,19 @@ def load_tokenizer(config: ModelConfig, *, training_texts: Iterable[str] = (), s
     from transformers import AutoTokenizer
 
     if saved is not None and (saved / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(saved)
+        return AutoTokenizer.from_pretrained(saved, trust_remote_code=config.trust_remote_code)
     if config.tokenizer == "train":
         from lambda_dpo.tiny import train_tokenizer
 
         tokenizer = train_tokenizer(training_texts, vocab_size=config.tokenizer_vocab_size)
     else:
         tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.name_or_path, trust_remote_code=config.trust_remote_code)
-    if tokenizer.pad_token is None:
+    if config.pad_token is not None:
+        tokenizer.pad_token = config.pad_token
+    elif tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:
+        raise ValueError(f"the tokenizer of {config.tokenizer or config.name_or_path} has no pad and no eos token: name one with model.pad_token")
     if saved is not None:
         tokenizer.save_pretrained(saved)
     return tokenizer

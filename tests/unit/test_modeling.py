@@ -68,3 +68,22 @@ def test_reference_cache_lookup_and_disk_round_trip(tmp_path):
     assert not ReferenceCache(tmp_path / "ref.pt", key="other data").load()
     with pytest.raises(RuntimeError, match="empty"):
         ReferenceCache(None, "x").lookup(torch.tensor([0]), 1, "mean")
+
+
+def test_pad_token_from_config_then_eos_else_a_clear_error(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from lambda_dpo.modeling import ModelConfig, load_tokenizer
+
+    vocab = {"<unk>": 0, "<|endoftext|>": 1, "a": 2, "b": 3}
+    bare = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    bare.pre_tokenizer = pre_tokenizers.Whitespace()
+    directory = tmp_path / "no-pad-no-eos"
+    PreTrainedTokenizerFast(tokenizer_object=bare, unk_token="<unk>").save_pretrained(directory)
+
+    with pytest.raises(ValueError, match="model.pad_token"):
+        load_tokenizer(ModelConfig(name_or_path=str(directory)))
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(directory), pad_token="<|endoftext|>"), saved=tmp_path / "saved")
+    assert tokenizer.pad_token_id == 1
+    assert load_tokenizer(ModelConfig(name_or_path=str(directory)), saved=tmp_path / "saved").pad_token_id == 1  # the run's copy keeps it
