@@ -42,6 +42,19 @@ def _format(value) -> str:
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
+def add_config_arguments(parser, *, example: str, override_example: str, resume: str, dry_run: str) -> None:
+    """CONFIG, key=value overrides, ``--resume DIR`` and ``--dry-run``: what `train` and `sweep` share."""
+    parser.add_argument("config", nargs="?", help=f"YAML config (e.g. {example})")
+    parser.add_argument("overrides", nargs="*", help=f"dotted key=value overrides, e.g. {override_example}")
+    parser.add_argument("--resume", metavar="DIR", help=resume)
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+
+
+def print_checks(console, lines) -> None:
+    for line in lines:
+        console.print(f"  ok  {line}")
+
+
 def command_train(args) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -64,8 +77,7 @@ def command_train(args) -> int:
     if args.dry_run:
         from lambda_dpo.preflight import check_train_config
 
-        for line in check_train_config(config):
-            console.print(f"  ok  {line}")
+        print_checks(console, check_train_config(config))
         console.print(f"train config valid; the run would write to {config.output_dir}")
         return 0
     run_dir = Path(config.output_dir)
@@ -142,10 +154,11 @@ def command_generate(args) -> int:
 
 def add_train_parsers(subparsers) -> None:
     train = subparsers.add_parser("train", help="fine-tune a model with λ-DPO (or a baseline) from a YAML config")
-    train.add_argument("config", nargs="?", help="YAML config (e.g. configs/train/tiny.yaml)")
-    train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.max_steps=100")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
-    train.add_argument("--dry-run", action="store_true", help="check the config (keys, types, values, paths, λ) without loading a model or data")
+    add_config_arguments(
+        train, example="configs/train/tiny.yaml", override_example="optim.max_steps=100",
+        resume="continue the run in DIR from its latest checkpoint",
+        dry_run="check the config (keys, types, values, paths, λ) without loading a model or data",
+    )
     train.set_defaults(handler=command_train)
 
     evaluate = subparsers.add_parser("evaluate", help="score a checkpoint on held-out data")

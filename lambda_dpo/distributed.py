@@ -32,13 +32,15 @@ def rank_zero_first():
 
 
 def global_sum(values: torch.Tensor) -> torch.Tensor:
-    """Element-wise sum of ``values`` over all workers (``values`` itself with one worker)."""
+    """Element-wise sum of ``values`` over all workers (``values`` itself with one worker), on
+    the device ``values`` came from (NCCL reduces only GPU tensors, so CPU values visit the GPU)."""
     _, world = rank_and_world()
     if world == 1:
         return values
-    total = values.detach().clone()
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else values.device
+    total = values.detach().to(device, copy=True)
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    return total.to(values.device)
 
 
 def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

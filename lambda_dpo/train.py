@@ -403,6 +403,8 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = device or resolve_device(config.model.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # NCCL collectives and barriers run on the current device
     # Weights stay in their dtype; on a GPU the matmuls run in bf16 under autocast.
     autocast = autocast_context(device)
     reporter = reporter or _NullReporter()
@@ -508,7 +510,7 @@ def train(
     return TrainResult(run_dir=run_dir, checkpoint=latest_checkpoint(run_dir), metrics=final)
 
 
-def global_batch_mean(objective) -> tuple[float, torch.Tensor]:
+def global_batch_mean(objective) -> tuple[float, float]:
     """The loss over the global batch, and the factor on this worker's loss that makes DDP's
     gradient average equal to that mean's gradient (1 with one worker).
 
@@ -516,10 +518,11 @@ def global_batch_mean(objective) -> tuple[float, torch.Tensor]:
     """
     _, world = rank_and_world()
     if world == 1:
-        return objective.loss.item(), torch.tensor(1.0)
+        return objective.loss.item(), 1.0
     count = objective.count.float()
-    loss_sum, total = global_sum(torch.stack([objective.loss.detach().float() * count, count])).cpu()
-    return float(loss_sum / total.clamp_min(1)), (world * count / total.clamp_min(1)).detach()
+    loss_sum, total = global_sum(torch.stack([objective.loss.detach().float() * count, count])).tolist()
+    total = max(total, 1.0)
+    return loss_sum / total, world * count.item() / total
 
 
 class _NullReporter:

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich import box
-from lambda_dpo.console import make_console
 from rich.table import Table
+
+from lambda_dpo.commands import add_config_arguments, print_checks
+from lambda_dpo.console import make_console
 
 from search.scheduler import BASES, CANDIDATE_KINDS, REGRESSIONS, TEMPERATURE_SCALES, PolynomialScheduler
 
@@ -213,8 +215,7 @@ def command_sweep(args) -> int:
     if args.dry_run:
         from search.sweep import check_sweep_config
 
-        for line in check_sweep_config(config):
-            console.print(f"  ok  {line}")
+        print_checks(console, check_sweep_config(config))
         console.print(f"sweep config valid: {config.searcher.num_trials} trials of {config.train_config or 'the inline train config'}, searcher {config.searcher.name}, into {config.sweep_dir()}")
         return 0
     console.print(f"sweep directory: {config.sweep_dir()}" + (" (resuming)" if args.resume else ""))
@@ -236,8 +237,9 @@ def command_sweep(args) -> int:
 
 def add_sweep_parser(subparsers) -> None:
     sweep = subparsers.add_parser("sweep", help="search λ with Ray Tune over Ray Train λ-DPO fine-tunes")
-    sweep.add_argument("config", nargs="?", help="sweep YAML (e.g. configs/sweep/tiny.yaml)")
-    sweep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. searcher.num_trials=12 train.optim.max_steps=200")
-    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep from its directory")
-    sweep.add_argument("--dry-run", action="store_true", help="validate the config and the searcher, run nothing")
+    add_config_arguments(
+        sweep, example="configs/sweep/tiny.yaml", override_example="searcher.num_trials=12 train.optim.max_steps=200",
+        resume="continue an interrupted sweep from its directory",
+        dry_run="check the config, the base fine-tune and the searcher without running anything",
+    )
     sweep.set_defaults(handler=command_sweep)

@@ -234,7 +234,6 @@ class PolynomialLambdaSearcher(LambdaSearcher):
     def __init__(self, dimensions: Sequence[str], *, scheduler: Optional[PolynomialScheduler] = None, **kwargs):
         super().__init__(dimensions, **kwargs)
         self.scheduler = scheduler if scheduler is not None else PolynomialScheduler()
-        self.fitted: Optional[PolynomialScheduler] = None
 
     def default_design(self, num_dimensions: int) -> np.ndarray:
         return starting_design(num_dimensions)
@@ -258,8 +257,7 @@ class PolynomialLambdaSearcher(LambdaSearcher):
             return None
         sign = 1.0 if self.mode == "max" else -1.0
         params = dict(self.scheduler.get_params(), dimensions=self.dimensions, random_state=int(self.rng.integers(2**31)))
-        self.fitted = PolynomialScheduler(**params).fit(lambdas, sign * scores)
-        return self.fitted
+        return PolynomialScheduler(**params).fit(lambdas, sign * scores)
 
     def propose(self) -> np.ndarray:
         fitted = self.fit()

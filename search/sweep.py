@@ -271,10 +271,22 @@ class RayTrainReporter:
         pass
 
 
-def checkpoint_step(directory: Path | None) -> int:
-    if directory is None or not (Path(directory) / TRAINING_STATE).exists():
-        return -1
-    return int(Path(directory).name.rsplit("-", 1)[-1]) if Path(directory).name.rsplit("-", 1)[-1].isdigit() else -1
+def step_of(name: str) -> int:
+    """N of a ``step-N`` checkpoint name, -1 for any other name."""
+    prefix, _, number = name.rpartition("-")
+    return int(number) if prefix == "step" and number.isdigit() else -1
+
+
+def resume_point(ray_checkpoint_path: str | None, ray_copy: str | Path | None, run_dir: Path) -> Path | None:
+    """The newer of Ray's checkpoint (stored as ``…/step-N``, read from ``ray_copy``, which may be
+    a download directory of any name) and the run directory's own latest complete checkpoint."""
+    found = []
+    if ray_copy is not None and (Path(ray_copy) / TRAINING_STATE).exists():
+        found.append((step_of(Path(ray_checkpoint_path).name), Path(ray_copy)))
+    local = latest_checkpoint(run_dir)
+    if local is not None:
+        found.append((step_of(local.name), local))
+    return max(found, key=lambda pair: pair[0])[1] if found else None
 
 
 def train_worker(loop_config: dict) -> None:
@@ -296,11 +308,7 @@ def train_worker(loop_config: dict) -> None:
     reporter = Reporters(reporters)
     saved = ray.train.get_checkpoint()
     with saved.as_directory() if saved else contextlib.nullcontext(None) as ray_copy:
-        local = latest_checkpoint(run_dir)
-        candidates = [Path(p) for p in (ray_copy, local) if p is not None]
-        resume_from = max(candidates, key=checkpoint_step, default=None)
-        if resume_from is not None and checkpoint_step(resume_from) < 0:
-            resume_from = None
+        resume_from = resume_point(saved.path if saved else None, ray_copy, run_dir)
         try:
             result = train(config, reporter=reporter, resume_from=resume_from, device=ray.train.torch.get_device())
             if not ray_reporter.reported:  # restarted after its last step: report the saved result again

@@ -1,5 +1,6 @@
-"""One local Ray cluster for every Ray test of the session (never `ray stop`: it would kill every
-Ray process on the machine by name; `ray.shutdown()` stops only the head this session started)."""
+"""One local Ray cluster for every Ray test of the session. It is stopped with `ray.shutdown()`,
+which ends only the head this session started; Ray's machine-wide stop command is never used, as it
+kills every Ray process on the machine by name."""
 
 from __future__ import annotations
 

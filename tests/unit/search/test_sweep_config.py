@@ -114,3 +114,22 @@ def test_sweep_command_refuses_overrides_with_resume(capsys, tmp_path):
     assert "--resume" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(tmp_path)]) == 2
     assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_resume_point_is_the_newer_of_rays_copy_and_the_run_directorys_checkpoint(tmp_path):
+    from lambda_dpo.train import TRAINING_STATE
+    from search.sweep import resume_point
+
+    def checkpoint(path):
+        path.mkdir(parents=True)
+        (path / TRAINING_STATE).write_bytes(b"")
+        return path
+
+    run_dir = tmp_path / "run"
+    assert resume_point(None, None, run_dir) is None
+    local = checkpoint(run_dir / "checkpoints" / "step-150")
+    download = checkpoint(tmp_path / "tmp8f3k2")  # a remote checkpoint, downloaded under any name
+    assert resume_point("s3://bucket/sweep/train/t1/step-100", download, run_dir) == local
+    assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == download
+    (run_dir / "checkpoints" / "step-250.partial").mkdir()  # a save cut short is not a checkpoint
+    assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == download
