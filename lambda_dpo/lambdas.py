@@ -43,7 +43,12 @@ def validate_lambdas(rows: np.ndarray, num_dimensions: int, *, name: str = "lamb
     array = np.asarray(rows, dtype=float)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array [n, {num_dimensions}], got shape {array.shape}")
-    for index, row in enumerate(array):
+    if array.shape[1:] == (num_dimensions,):
+        finite = np.isfinite(array).all(axis=1)
+        good = finite & (array >= 0).all(axis=1) & (np.abs(array.sum(axis=1) - 1.0) <= SIMPLEX_TOLERANCE)
+        if good.all():  # the common case, checked at once (the scheduler validates thousands of candidates)
+            return array
+    for index, row in enumerate(array):  # the first bad row, named with its problem
         validate_lambda(row, num_dimensions, name=f"{name}[{index}]")
     return array
 

@@ -98,6 +98,10 @@ class PolynomialScheduler(BaseEstimator):
         kappa: exploration weight of the predictive std for ``bayesian``.
         candidates: ``dirichlet`` (``n_candidates`` draws from Dir(``dirichlet_alpha``)),
             ``grid`` (the simplex lattice of ``grid_resolution``) or an ``[K, d]`` array of λ.
+        local_candidates: for ``dirichlet``/``grid``, this many more candidates drawn close to the
+            best observed λ and to the fitted maximum (half each), from Dir(``local_concentration``·λ
+            + 0.1): the global set is too coarse to place λ finely near a peak.
+        local_concentration: how tightly the local candidates gather (std ≈ √(λ(1−λ)/c)).
         temperature: τ of ``p(λ_j) = softmax_j(τ·f(λ_j))``.
         temperature_scale: ``raw`` (τ on the score's own scale, as the paper's τ = 100) or
             ``std`` (scores standardised over the candidates first, so τ means the same for any
@@ -117,6 +121,8 @@ class PolynomialScheduler(BaseEstimator):
         n_candidates: int = 2000,
         dirichlet_alpha: float = 1.0,
         grid_resolution: int = 10,
+        local_candidates: int = 0,
+        local_concentration: float = 50.0,
         temperature: float = 100.0,
         temperature_scale: str = "raw",
         dimensions=None,
@@ -131,6 +137,8 @@ class PolynomialScheduler(BaseEstimator):
         self.n_candidates = n_candidates
         self.dirichlet_alpha = dirichlet_alpha
         self.grid_resolution = grid_resolution
+        self.local_candidates = local_candidates
+        self.local_concentration = local_concentration
         self.temperature = temperature
         self.temperature_scale = temperature_scale
         self.dimensions = dimensions
@@ -147,6 +155,8 @@ class PolynomialScheduler(BaseEstimator):
             raise ValueError(f"candidates must be one of {', '.join(CANDIDATE_KINDS)} or an array of λ; got {self.candidates!r}")
         if self.temperature < 0 or not math.isfinite(self.temperature):
             raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
+        if self.local_candidates < 0 or self.local_concentration <= 0:
+            raise ValueError(f"local_candidates must be >= 0 and local_concentration > 0, got {self.local_candidates}, {self.local_concentration}")
         if self.alpha < 0 or self.kappa < 0:
             raise ValueError(f"alpha and kappa must be >= 0, got alpha={self.alpha}, kappa={self.kappa}")
 
@@ -174,6 +184,9 @@ class PolynomialScheduler(BaseEstimator):
             raise ValueError(f"n_candidates must be >= 1 and dirichlet_alpha > 0, got {self.n_candidates}, {self.dirichlet_alpha}")
         return rng.dirichlet(np.full(num_dimensions, float(self.dirichlet_alpha)), size=self.n_candidates)
 
+    def _near(self, centre: np.ndarray, size: int) -> np.ndarray:
+        return self.rng_.dirichlet(self.local_concentration * centre + 0.1, size=size)
+
     def fit(self, lambdas, scores) -> "PolynomialScheduler":
         """Fit f(λ) to ``scores`` (``[n]``) observed at ``lambdas`` (``[n, d]``) and score the candidates."""
         self._validate_params()
@@ -197,6 +210,11 @@ class PolynomialScheduler(BaseEstimator):
         self.coef_, self.coef_covariance_, self.noise_variance_ = self._regress(features, scores - self.offset_)
         self.candidates_ = self._candidate_set(d, self.rng_)
         self.candidate_scores_ = self.acquisition(self.candidates_)
+        if self.local_candidates and isinstance(self.candidates, str):
+            centres = (lambdas[np.argmax(scores)], self.candidates_[np.argmax(self.candidate_scores_)])
+            local = np.vstack([self._near(centre, size) for centre, size in zip(centres, (self.local_candidates // 2, self.local_candidates - self.local_candidates // 2))])
+            self.candidates_ = np.vstack([self.candidates_, local])
+            self.candidate_scores_ = np.concatenate([self.candidate_scores_, self.acquisition(local)])
         self.probabilities_ = softmax(self.temperature * self._scaled(self.candidate_scores_))
         return self
 

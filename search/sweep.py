@@ -84,6 +84,8 @@ class SchedulerSettings:
     n_candidates: int = 2000
     dirichlet_alpha: float = 1.0
     grid_resolution: int = 10
+    local_candidates: int = 0
+    local_concentration: float = 50.0
     temperature: float = 3.0
     temperature_scale: str = "std"
 

@@ -1,0 +1,342 @@
+"""Search efficiency: how fast each searcher finds a good λ, trial by trial, without Ray.
+
+Searchers (each driven through the same ``suggest`` / ``on_trial_complete`` calls Tune makes):
+ours (``PolynomialLambdaSearcher`` with the sweep's default ``SchedulerSettings``), Optuna TPE and
+Optuna GP (``optuna_searcher``, as ``searcher.name: optuna`` builds them), random Dirichlet
+(``RandomLambdaSearcher``) and the centroid alone (one trial, never improved on).
+
+Landscapes over the simplex, m = 3 and 4, each with and without observation noise:
+  smooth      a concave quadratic −(λ−λ*)ᵀA(λ−λ*), A random SPD, λ* ~ Dir(1.5)
+  sharp       a cusp exp(−‖λ−λ*‖₂ / 0.1), λ* ~ Dir(1.5)
+  multimodal  three Gaussian bumps (σ 0.1) of heights 1, 0.7, 0.5 at centres ~ Dir(1)
+  tabular     real tiny-model fine-tunes on the simplex grid (``benchmarks/data/tiny_landscape.csv``,
+              made by ``tabular_landscape.py``), interpolated linearly; m = 3 is its face with the
+              last dimension at 0
+Every landscape is rescaled to [0, 1] over the simplex, so regret is a fraction of its range;
+noise is N(0, 0.05²) on that scale. A new random instance is drawn for every seed.
+
+Simple regret after t trials = f* − f(λ̂_t), where λ̂_t is the trial with the best *observed*
+score among the first t (what a user would pick), and f is the noise-free landscape.
+
+    python benchmarks/search_efficiency.py                        # the full table, ≥ 30 seeds
+    python benchmarks/search_efficiency.py --seeds 5 --searchers ours random
+    python benchmarks/search_efficiency.py --scheduler temperature=5 regression=bayesian
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+from scipy.optimize import minimize
+
+HERE = Path(__file__).parent
+TABLE = HERE / "data" / "tiny_landscape.csv"
+RESULTS = HERE / "results"
+KINDS = ("smooth", "sharp", "multimodal", "tabular")
+SEARCHERS = ("ours", "optuna-tpe", "optuna-gp", "random", "centroid")
+BUDGETS = (5, 10, 20, 40)
+NOISE_SD = 0.05
+
+
+# ----------------------------------------------------------------------------- landscapes
+
+
+@dataclass(frozen=True)
+class LandscapeSpec:
+    kind: str
+    m: int
+    noisy: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} m={self.m}{' +noise' if self.noisy else ''}"
+
+
+def quadratic(rng, m):
+    optimum = rng.dirichlet(np.full(m, 1.5))
+    basis, _ = np.linalg.qr(rng.normal(size=(m, m)))
+    curvature = basis @ np.diag(rng.uniform(0.5, 2.0, m)) @ basis.T
+    return lambda x: -np.einsum("ni,ij,nj->n", x - optimum, curvature, x - optimum), [optimum]
+
+
+def cusp(rng, m, width=0.1):
+    optimum = rng.dirichlet(np.full(m, 1.5))
+    return lambda x: np.exp(-np.linalg.norm(x - optimum, axis=1) / width), [optimum]
+
+
+def bumps(rng, m, width=0.1, heights=(1.0, 0.7, 0.5)):
+    centres = rng.dirichlet(np.ones(m), size=len(heights))
+    heights = np.asarray(heights)
+
+    def f(x):
+        squared = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+        return (heights * np.exp(-squared / (2 * width**2))).sum(-1)
+
+    return f, list(centres)
+
+
+def tabular(m, path=TABLE):
+    table = pd.read_csv(path)
+    columns = [c for c in table.columns if c.startswith("lambda/")]
+    if m < len(columns):  # the face where the dropped dimensions weigh nothing
+        table = table[(table[columns[m:]] == 0).all(axis=1)]
+        columns = columns[:m]
+    points, values = table[columns].to_numpy(float), table["objective"].to_numpy(float)
+    linear = LinearNDInterpolator(points[:, :-1], values)  # λ_m = 1 − Σ the others
+    nearest = NearestNDInterpolator(points[:, :-1], values)
+
+    def f(x):
+        inside = linear(x[:, :-1])
+        return np.where(np.isnan(inside), nearest(x[:, :-1]), inside)  # round-off just outside the hull
+
+    return f, list(points)
+
+
+def reference_points(rng, m) -> np.ndarray:
+    """Dense cover of the simplex, its centre and its faces, for the range and the optimum."""
+    from search.scheduler import simplex_grid
+
+    return np.vstack([rng.dirichlet(np.ones(m), 20000), rng.dirichlet(np.full(m, 0.3), 20000), simplex_grid(m, 12)])
+
+
+def refine_maximum(f, start: np.ndarray) -> tuple[np.ndarray, float]:
+    """Local maximum of f on the simplex from ``start`` (SLSQP with the simplex as constraints)."""
+    result = minimize(
+        lambda x: -f(x[None])[0], start, method="SLSQP", bounds=[(0, 1)] * len(start),
+        constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1}],
+    )
+    x = np.clip(result.x, 0, None)
+    x /= x.sum()
+    return x, float(f(x[None])[0])
+
+
+@dataclass
+class Landscape:
+    """f rescaled to [0, 1] over the simplex (f* = 1), plus its noise."""
+
+    spec: LandscapeSpec
+    raw: object
+    low: float
+    high: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (self.raw(np.atleast_2d(x)) - self.low) / (self.high - self.low)
+
+
+def make_landscape(spec: LandscapeSpec, seed: int) -> Landscape:
+    rng = np.random.default_rng([seed, KINDS.index(spec.kind), spec.m])
+    raw, known = tabular(spec.m) if spec.kind == "tabular" else {"smooth": quadratic, "sharp": cusp, "multimodal": bumps}[spec.kind](rng, spec.m)
+    cover = np.vstack([reference_points(rng, spec.m), np.asarray(known)])
+    values = raw(cover)
+    high = values.max()
+    if spec.kind != "tabular":  # piecewise linear peaks at a grid point; the others are refined
+        for start in cover[np.argsort(values)[-3:]]:
+            high = max(high, refine_maximum(raw, start)[1])
+    return Landscape(spec, raw, float(values.min()), float(high))
+
+
+# ----------------------------------------------------------------------------- searchers
+
+
+def build_searcher(name: str, dimensions: list[str], seed: int, budget: int, scheduler_overrides: dict):
+    from search.searcher import PolynomialLambdaSearcher, RandomLambdaSearcher, optuna_searcher
+    from search.sweep import SchedulerSettings
+
+    common = dict(metric="objective", mode="max", num_trials=budget, random_state=seed)
+    if name == "ours":
+        return PolynomialLambdaSearcher(dimensions, scheduler=SchedulerSettings(**scheduler_overrides).build(), **common)
+    if name == "random":
+        return RandomLambdaSearcher(dimensions, **common)
+    if name == "centroid":
+        return RandomLambdaSearcher(dimensions, **dict(common, num_trials=1), initial_points=[np.full(len(dimensions), 1 / len(dimensions))])
+    return optuna_searcher(dimensions, metric="objective", mode="max", sampler=name.removeprefix("optuna-"), seed=seed)
+
+
+def run_one(task) -> dict:
+    """One searcher on one landscape instance: the regret after every trial."""
+    spec, searcher_name, seed, budget, scheduler_overrides = task
+    import optuna
+    import torch
+    from ray.tune.search import Searcher
+
+    from search.searcher import trial_lambda
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    landscape = make_landscape(spec, seed)
+    dimensions = [f"d{k}" for k in range(spec.m)]
+    searcher = build_searcher(searcher_name, dimensions, seed, budget, scheduler_overrides)
+    noise = np.random.default_rng([seed, 7])
+    start = time.perf_counter()
+    best_observed, regret = -np.inf, []
+    for t in range(budget):
+        config = searcher.suggest(f"t{t}")
+        if config in (None, Searcher.FINISHED):  # the centroid alone: one trial, kept
+            regret.append(regret[-1])
+            continue
+        weights = trial_lambda(config, dimensions)
+        true = float(landscape(weights)[0])
+        observed = true + (noise.normal(0, NOISE_SD) if spec.noisy else 0.0)
+        searcher.on_trial_complete(f"t{t}", {"objective": observed})
+        if observed > best_observed:
+            best_observed, chosen = observed, true
+        regret.append(1.0 - chosen)
+    return {"landscape": spec.name, "searcher": searcher_name, "seed": seed, "seconds": time.perf_counter() - start, "regret": regret}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summarise(runs: pd.DataFrame, budgets=BUDGETS) -> pd.DataFrame:
+    """Median and quartiles of the regret after each budget, per landscape and searcher."""
+    rows = []
+    for (landscape, searcher), group in runs.groupby(["landscape", "searcher"], sort=False):
+        curves = np.stack(group["regret"].to_list())
+        for t in budgets:
+            q25, median, q75 = np.percentile(curves[:, t - 1], [25, 50, 75])
+            rows.append({"landscape": landscape, "searcher": searcher, "trials": t, "median": median, "q25": q25, "q75": q75})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """Rows: landscape × trials; columns: searchers; cells: median [q25, q75]; the best median in bold."""
+    searchers = list(dict.fromkeys(summary["searcher"]))
+    lines = ["| landscape | trials | " + " | ".join(searchers) + " |", "|---|---:|" + "---:|" * len(searchers)]
+    for (landscape, trials), group in summary.groupby(["landscape", "trials"], sort=False):
+        cells = group.set_index("searcher").loc[searchers]
+        best = cells["median"].min()
+        row = [f"{'**' if r.median == best else ''}{r.median:.3f}{'**' if r.median == best else ''} [{r.q25:.3f}, {r.q75:.3f}]" for r in cells.itertuples()]
+        lines.append(f"| {landscape} | {trials} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def targets(summary: pd.DataFrame, at: int = 20) -> list[str]:
+    """The issue's two checks at ``at`` trials, one line per landscape."""
+    lines = []
+    for landscape, group in summary[summary["trials"] == at].groupby("landscape", sort=False):
+        median = group.set_index("searcher")["median"]
+        others = median.drop("ours")
+        lowest = median["ours"] <= others.min()
+        ratio = median["ours"] / median["random"] if "random" in median and median["random"] > 0 else float("nan")
+        lines.append(f"{landscape:<26} ours {median['ours']:.3f}  lowest: {'yes' if lowest else 'no '}  ours/random {ratio:.2f}")
+    return lines
+
+
+def plot_curves(runs: pd.DataFrame, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    landscapes = list(dict.fromkeys(runs["landscape"]))
+    columns = 4
+    rows = -(-len(landscapes) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), sharex=True, squeeze=False)
+    for axis, landscape in zip(axes.flat, landscapes):
+        for searcher, group in runs[runs["landscape"] == landscape].groupby("searcher", sort=False):
+            curves = np.stack(group["regret"].to_list())
+            trials = np.arange(1, curves.shape[1] + 1)
+            q25, median, q75 = np.percentile(curves, [25, 50, 75], axis=0)
+            axis.plot(trials, median, label=searcher)
+            axis.fill_between(trials, q25, q75, alpha=0.15)
+        axis.set_title(landscape, fontsize=9)
+        axis.set_yscale("symlog", linthresh=1e-2)
+    for axis in axes.flat[len(landscapes):]:
+        axis.axis("off")
+    for axis in axes[-1]:
+        axis.set_xlabel("trials")
+    axes[0][0].set_ylabel("simple regret (median, IQR)")
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``key=value`` pairs for ``SchedulerSettings``, values read as YAML scalars."""
+    import yaml
+
+    from search.sweep import SchedulerSettings
+
+    known = {f.name for f in dataclasses.fields(SchedulerSettings)}
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--scheduler {item!r}: expected key=value with key one of {', '.join(sorted(known))}")
+        overrides[key] = yaml.safe_load(value)
+    SchedulerSettings(**overrides)  # bad values fail here, before any work
+    return overrides
+
+
+def tasks_for(args, overrides) -> list:
+    specs = [LandscapeSpec(kind, m, noisy) for m in args.dimensions for kind in args.kinds for noisy in (False, True)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    tasks = [(spec, searcher, seed, args.trials, overrides) for spec in specs for searcher in args.searchers for seed in seeds]
+    return sorted(tasks, key=lambda task: task[1] != "optuna-gp")  # the slowest first: the pool ends together
+
+
+def run_all(tasks, jobs: int) -> pd.DataFrame:
+    from rich.progress import Progress
+
+    results = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool, Progress() as progress:
+        bar = progress.add_task("searches", total=len(tasks))
+        for result in pool.map(run_one, tasks, chunksize=4):
+            results.append(result)
+            progress.advance(bar)
+    return pd.DataFrame(results)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--first-seed", type=int, default=0, help="tuning uses other seeds than the report (e.g. 1000)")
+    parser.add_argument("--trials", type=int, default=max(BUDGETS))
+    parser.add_argument("--searchers", nargs="+", default=list(SEARCHERS), choices=SEARCHERS)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--dimensions", nargs="+", type=int, default=[3, 4], choices=[3, 4])
+    parser.add_argument("--scheduler", nargs="*", default=[], metavar="KEY=VALUE", help="SchedulerSettings overrides for ours")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count())
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the table, the runs and the PNG go")
+    args = parser.parse_args(argv)
+    if args.trials < max(BUDGETS):
+        parser.error(f"--trials must be at least {max(BUDGETS)} (the table reports regret after {BUDGETS})")
+
+    overrides = parse_overrides(args.scheduler)
+    tasks = tasks_for(args, overrides)
+    start = time.perf_counter()
+    runs = run_all(tasks, args.jobs)
+    elapsed = time.perf_counter() - start
+    summary = summarise(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs.assign(regret=runs["regret"].map(lambda r: " ".join(f"{v:.5g}" for v in r))).to_csv(args.out / "runs.csv", index=False)
+    summary.to_csv(args.out / "summary.csv", index=False)
+    table = markdown_table(summary)
+    (args.out / "summary.md").write_text(table + "\n")
+    plot_curves(runs, args.out / "regret.png")
+    print(table)
+    print("\nAt 20 trials:\n" + "\n".join(targets(summary)) if "ours" in args.searchers and "random" in args.searchers else "")
+    seconds = runs.groupby("searcher")["seconds"].sum()
+    print(f"\n{len(tasks)} searches in {elapsed:.0f} s on {args.jobs} processes; CPU seconds by searcher: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    print(f"written: {args.out}/summary.md, summary.csv, runs.csv, regret.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
