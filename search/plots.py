@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from search.scheduler import PolynomialScheduler, simplex_grid  # noqa: E402
+from search.scheduler import PolynomialScheduler, simplex_grid
 
 SQRT3_2 = np.sqrt(3) / 2
 
@@ -24,7 +21,7 @@ def _ternary(scheduler: PolynomialScheduler, axes) -> None:
     grid = simplex_grid(3, 60)
     x, y = ternary_xy(grid)
     surface = axes.tricontourf(x, y, scheduler.predict(grid), levels=30, cmap="viridis")
-    plt.colorbar(surface, ax=axes, label="predicted score f(λ)")
+    axes.figure.colorbar(surface, ax=axes, label="predicted score f(λ)")
     ox, oy = ternary_xy(scheduler.observed_lambdas_)
     axes.scatter(ox, oy, c="white", edgecolors="black", s=45, label="observations", zorder=3)
     bx, by = ternary_xy(scheduler.best_candidate()[None, :])
@@ -48,10 +45,11 @@ def _line(scheduler: PolynomialScheduler, axes) -> None:
     axes.legend()
 
 
-def _projections(scheduler: PolynomialScheduler) -> plt.Figure:
+def _projections(scheduler: PolynomialScheduler) -> Figure:
     candidates, probabilities = scheduler.distribution()
     m = len(scheduler.dimensions_)
-    figure, grid = plt.subplots(m, m, figsize=(2.6 * m, 2.6 * m), squeeze=False)
+    figure = Figure(figsize=(2.6 * m, 2.6 * m))
+    grid = figure.subplots(m, m, squeeze=False)
     for i in range(m):
         for j in range(m):
             axes = grid[i][j]
@@ -72,17 +70,23 @@ def _projections(scheduler: PolynomialScheduler) -> plt.Figure:
     return figure
 
 
-def plot_schedule(scheduler: PolynomialScheduler, path: str | Path) -> Path:
-    """Write a PNG: m = 2 a curve, m = 3 a ternary heat map, m ≥ 4 marginals and projections."""
+def schedule_figure(scheduler: PolynomialScheduler) -> Figure:
+    """m = 2 a curve, m = 3 a ternary heat map, m ≥ 4 marginals and pairwise projections.
+    A pyplot-free figure: no backend is chosen or changed (a notebook displays it as is)."""
     m = len(scheduler.dimensions_)
     if m >= 4:
         figure = _projections(scheduler)
     else:
-        figure, axes = plt.subplots(figsize=(6.5, 5.5))
-        (_line if m == 2 else _ternary)(scheduler, axes)
+        figure = Figure(figsize=(6.5, 5.5))
+        (_line if m == 2 else _ternary)(scheduler, figure.subplots())
+    figure.tight_layout()
+    return figure
+
+
+def plot_schedule(scheduler: PolynomialScheduler, path: str | Path) -> Path:
+    """Write :func:`schedule_figure` to a PNG."""
+    figure = schedule_figure(scheduler)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
