@@ -128,6 +128,7 @@ class Landscape:
     raw: object
     low: float
     high: float
+    optimum: np.ndarray  # where f = 1
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return (self.raw(np.atleast_2d(x)) - self.low) / (self.high - self.low)
@@ -138,11 +139,13 @@ def make_landscape(spec: LandscapeSpec, seed: int) -> Landscape:
     raw, known = tabular(spec.m) if spec.kind == "tabular" else {"smooth": quadratic, "sharp": cusp, "multimodal": bumps}[spec.kind](rng, spec.m)
     cover = np.vstack([reference_points(rng, spec.m), np.asarray(known)])
     values = raw(cover)
-    high = values.max()
+    optimum, high = cover[np.argmax(values)], values.max()
     if spec.kind != "tabular":  # piecewise linear peaks at a grid point; the others are refined
         for start in cover[np.argsort(values)[-3:]]:
-            high = max(high, refine_maximum(raw, start)[1])
-    return Landscape(spec, raw, float(values.min()), float(high))
+            point, value = refine_maximum(raw, start)
+            if value > high:
+                optimum, high = point, value
+    return Landscape(spec, raw, float(values.min()), float(high), optimum)
 
 
 # ----------------------------------------------------------------------------- searchers

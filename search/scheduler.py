@@ -102,6 +102,9 @@ class PolynomialScheduler(BaseEstimator):
             best observed λ and to the fitted maximum (half each), from Dir(``local_concentration``·λ
             + 0.1): the global set is too coarse to place λ finely near a peak.
         local_concentration: how tightly the local candidates gather (std ≈ √(λ(1−λ)/c)).
+        local_bandwidth: if set, observations are weighted by exp(−½(‖λ − λ_best‖/h)²) around the
+            best observed λ, so the polynomial describes the neighbourhood of the best trial
+            rather than the whole simplex (a quadratic cannot follow a sharp peak globally).
         temperature: τ of ``p(λ_j) = softmax_j(τ·f(λ_j))``.
         temperature_scale: ``raw`` (τ on the score's own scale, as the paper's τ = 100) or
             ``std`` (scores standardised over the candidates first, so τ means the same for any
@@ -123,6 +126,7 @@ class PolynomialScheduler(BaseEstimator):
         grid_resolution: int = 10,
         local_candidates: int = 0,
         local_concentration: float = 50.0,
+        local_bandwidth: float | None = None,
         temperature: float = 100.0,
         temperature_scale: str = "raw",
         dimensions=None,
@@ -139,6 +143,7 @@ class PolynomialScheduler(BaseEstimator):
         self.grid_resolution = grid_resolution
         self.local_candidates = local_candidates
         self.local_concentration = local_concentration
+        self.local_bandwidth = local_bandwidth
         self.temperature = temperature
         self.temperature_scale = temperature_scale
         self.dimensions = dimensions
@@ -155,6 +160,8 @@ class PolynomialScheduler(BaseEstimator):
             raise ValueError(f"candidates must be one of {', '.join(CANDIDATE_KINDS)} or an array of λ; got {self.candidates!r}")
         if self.temperature < 0 or not math.isfinite(self.temperature):
             raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
+        if self.local_bandwidth is not None and not self.local_bandwidth > 0:
+            raise ValueError(f"local_bandwidth must be > 0 or None, got {self.local_bandwidth}")
         if self.local_candidates < 0 or self.local_concentration <= 0:
             raise ValueError(f"local_candidates must be >= 0 and local_concentration > 0, got {self.local_candidates}, {self.local_concentration}")
         if self.alpha < 0 or self.kappa < 0:
@@ -205,9 +212,10 @@ class PolynomialScheduler(BaseEstimator):
         self.observed_lambdas_, self.observed_scores_ = lambdas, scores
         # Fitting centred scores keeps the level of the metric out of the penalty (ridge) and out
         # of the no-intercept Scheffé model; the mean is added back in predict.
-        self.offset_ = float(scores.mean())
+        weights = self._observation_weights(lambdas, scores)
+        self.offset_ = float(np.average(scores, weights=weights))
         features = polynomial_features(lambdas, self.powers_)
-        self.coef_, self.coef_covariance_, self.noise_variance_ = self._regress(features, scores - self.offset_)
+        self.coef_, self.coef_covariance_, self.noise_variance_ = self._regress(features, scores - self.offset_, weights)
         self.candidates_ = self._candidate_set(d, self.rng_)
         self.candidate_scores_ = self.acquisition(self.candidates_)
         if self.local_candidates and isinstance(self.candidates, str):
@@ -218,13 +226,20 @@ class PolynomialScheduler(BaseEstimator):
         self.probabilities_ = softmax(self.temperature * self._scaled(self.candidate_scores_))
         return self
 
-    def _regress(self, features: np.ndarray, targets: np.ndarray):
+    def _observation_weights(self, lambdas: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.local_bandwidth is None:
+            return np.ones(len(scores))
+        distance = np.linalg.norm(lambdas - lambdas[np.argmax(scores)], axis=1)
+        return np.exp(-0.5 * (distance / self.local_bandwidth) ** 2)
+
+    def _regress(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray):
         if self.regression == "lstsq":
-            coef, *_ = np.linalg.lstsq(features, targets, rcond=None)  # minimum-norm when rank-deficient
+            root = np.sqrt(weights)[:, None]
+            coef, *_ = np.linalg.lstsq(features * root, targets * root[:, 0], rcond=None)  # minimum-norm when rank-deficient
             return coef, None, None
         if self.regression == "ridge":
-            return Ridge(alpha=self.alpha, fit_intercept=False).fit(features, targets).coef_, None, None
-        model = BayesianRidge(fit_intercept=False).fit(features, targets)
+            return Ridge(alpha=self.alpha, fit_intercept=False).fit(features, targets, sample_weight=weights).coef_, None, None
+        model = BayesianRidge(fit_intercept=False).fit(features, targets, sample_weight=weights)
         return model.coef_, model.sigma_, 1.0 / model.alpha_
 
     def _scaled(self, values: np.ndarray) -> np.ndarray:

@@ -180,3 +180,29 @@ def test_lstsq_with_fewer_observations_than_dimensions_warns():
 
 def test_softmax_is_shift_invariant_and_stable():
     np.testing.assert_allclose(softmax(np.array([1000.0, 1001.0])), softmax(np.array([0.0, 1.0])))
+
+
+def test_local_candidates_gather_near_the_best_observation_and_the_fitted_maximum():
+    lambdas = np.vstack([np.eye(3), np.full((1, 3), 1 / 3), [[0.6, 0.3, 0.1]]])
+    scores = np.array([0.1, 0.2, 0.0, 0.5, 0.9])
+    plain = PolynomialScheduler(n_candidates=500, random_state=0).fit(lambdas, scores)
+    local = PolynomialScheduler(n_candidates=500, local_candidates=200, local_concentration=100.0, random_state=0).fit(lambdas, scores)
+    assert local.candidates_.shape == (700, 3) and np.allclose(local.candidates_.sum(axis=1), 1.0)
+    assert np.array_equal(local.candidates_[:500], plain.candidates_)
+    near_best = np.abs(local.candidates_[500:600] - lambdas[-1]).max(axis=1)
+    assert np.median(near_best) < 0.1
+    near_fitted_max = np.abs(local.candidates_[600:] - plain.best_candidate()).max(axis=1)
+    assert np.median(near_fitted_max) < 0.1
+    assert local.probabilities_.shape == (700,) and local.probabilities_.sum() == pytest.approx(1.0)
+    restored = PolynomialScheduler.from_dict(local.to_dict())
+    assert restored.local_candidates == 200 and np.array_equal(restored.candidates_, local.candidates_)
+
+
+def test_given_candidates_get_no_local_ones_and_bad_local_settings_are_refused():
+    lambdas, scores = np.eye(3), np.array([0.1, 0.2, 0.3])
+    given = np.array([[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]])
+    assert len(PolynomialScheduler(candidates=given, local_candidates=50).fit(lambdas, scores).candidates_) == 2
+    with pytest.raises(ValueError, match="local_candidates"):
+        PolynomialScheduler(local_candidates=-1).fit(lambdas, scores)
+    with pytest.raises(ValueError, match="local_concentration"):
+        PolynomialScheduler(local_concentration=0).fit(lambdas, scores)
