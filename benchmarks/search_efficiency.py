@@ -177,6 +177,7 @@ def run_one(task) -> dict:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Define-by-run function")  # Ray times Optuna's ask as if it were ours
     landscape = make_landscape(spec, seed)
     dimensions = [f"d{k}" for k in range(spec.m)]
     searcher = build_searcher(searcher_name, dimensions, seed, budget, scheduler_overrides)
