@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -58,7 +59,7 @@ def print_checks(console, lines) -> None:
 def command_train(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from lambda_dpo.train import TrainConfig, latest_checkpoint, train
+    from lambda_dpo.train import TrainConfig, latest_checkpoint, load_train_config, train
 
     hf_logging.disable_progress_bar()
     console = make_console()
@@ -72,7 +73,7 @@ def command_train(args) -> int:
     else:
         if args.config is None:
             raise ValueError("give a CONFIG file, or --resume RUN_DIR")
-        config = load_config(TrainConfig, args.config, args.overrides)
+        config = load_train_config(args.config, args.overrides)
         checkpoint = None
     if args.dry_run:
         from lambda_dpo.preflight import check_train_config
@@ -94,6 +95,8 @@ def command_train(args) -> int:
     finally:
         reporter.close()
     console.print(metrics_table(result.metrics, title=f"held-out evaluation ({run_dir / 'eval.json'})"))
+    if config.benchmarks.enabled:
+        console.print(benchmark_table(result.metrics, title="lm-eval benchmarks of the final policy"))
     console.print(f"checkpoint: {result.checkpoint}")
     return 0
 
@@ -125,6 +128,53 @@ def command_evaluate(args) -> int:
         payload = {"lambda": eval_lambda, "metrics": metrics}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(checkpoint), "data": args.data, **payload}, indent=2))
+    console.print(f"written to {out}")
+    return 0
+
+
+def benchmark_table(metrics: dict[str, float], *, title: str) -> Table:
+    """The ``lm_eval/*`` metrics, a row per task and the mean last."""
+    from lambda_dpo.benchmarks import MEAN, PREFIX
+
+    table = Table(title=title)
+    table.add_column("task")
+    table.add_column("score", justify="right")
+    names = [name for name in metrics if name.startswith(PREFIX) and name != MEAN] + [MEAN]
+    for name in names:
+        table.add_row(name[len(PREFIX):], _format(metrics[name]))
+    return table
+
+
+def command_benchmark(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
+    from lambda_dpo.train import benchmarks_for_policy, load_checkpoint_config, load_checkpoint_policy
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    checkpoint = Path(args.checkpoint)
+    run_config = load_checkpoint_config(checkpoint)
+    config_file, overrides = args.config, list(args.overrides)
+    if config_file and "=" in config_file and not Path(config_file).exists():  # an override, not a file
+        config_file, overrides = None, [config_file, *overrides]
+    # The run's own benchmarks unless a CONFIG is given; key=value overrides apply to either.
+    config = load_config(BenchmarkConfig, config_file, overrides, start=None if config_file else run_config.benchmarks)
+    if not config.enabled:
+        raise ValueError(f"no benchmark tasks: give a CONFIG (e.g. configs/eval/paper.yaml); {checkpoint}'s run names none")
+    manager = task_manager(config)
+    print_checks(console, check_tasks(config, manager))
+    _, tokenizer, model = load_checkpoint_policy(checkpoint, reference=args.reference)
+    if not args.reference:  # the reference never saw a λ preamble; a conditioned policy reads the run's eval λ
+        eval_lambda = run_config.eval.mixed_lambda(len(run_config.data.dimensions))
+        config = benchmarks_for_policy(dataclasses.replace(run_config, benchmarks=config), eval_lambda)
+    outcome = run_benchmarks(model, tokenizer, config, manager=manager)
+    which = "the reference model of " if args.reference else ""
+    console.print(benchmark_table(outcome["metrics"], title=f"lm-eval benchmarks of {which}{checkpoint}"))
+    out = Path(args.out) if args.out else checkpoint / ("benchmarks-reference.json" if args.reference else "benchmarks.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"checkpoint": str(checkpoint), "reference": args.reference, "config": dataclasses.asdict(config), **outcome}
+    out.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"written to {out}")
     return 0
 
@@ -168,6 +218,14 @@ def add_train_parsers(subparsers) -> None:
     evaluate.add_argument("--steerability", action="store_true", help="evaluate at every vertex λ and the centroid: the steerability matrix and scalar")
     evaluate.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json or steerability.json)")
     evaluate.set_defaults(handler=command_evaluate)
+
+    benchmark = subparsers.add_parser("benchmark", help="score a checkpoint on lm-eval benchmarks (configs/eval/paper.yaml: the paper's six)")
+    benchmark.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/step-N)")
+    benchmark.add_argument("config", nargs="?", help="benchmark YAML (default: the run's own `benchmarks`), e.g. configs/eval/paper.yaml")
+    benchmark.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. limit=100 batch_size=16")
+    benchmark.add_argument("--reference", action="store_true", help="score the run's reference model (what the fine-tune started from) instead")
+    benchmark.add_argument("--out", help="JSON file (default: CHECKPOINT/benchmarks.json, or benchmarks-reference.json)")
+    benchmark.set_defaults(handler=command_benchmark)
 
     generate = subparsers.add_parser("generate", help="answer prompts with a checkpoint, under a given λ for a λ-conditioned policy")
     generate.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/step-N)")

@@ -27,16 +27,20 @@ def load_config(
     overrides: Sequence[str] = (),
     *,
     base_files: Mapping[str, str] | None = None,
+    start: T | None = None,
 ) -> T:
     """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``key=value`` overrides.
 
-    base_files: ``{node: key}``: when the config (file or overrides) sets ``key`` to a YAML path,
-    that file is the starting point of ``node``, under what the config itself says of ``node``
-    (a sweep's ``train_config: configs/train/tiny.yaml`` fills ``train``).
+    base_files: ``{node: key}`` (dotted paths): when the config (file or overrides) sets ``key``
+    to a YAML path, that file is the starting point of ``node``, under what the config itself says
+    of ``node`` (a sweep's ``train_config: configs/train/tiny.yaml`` fills ``train``). Entries are
+    taken in order, and a later ``key`` may be set by an earlier entry's file (the train YAML's
+    ``benchmarks_config`` fills ``train.benchmarks``).
+    start: a ``cls`` instance to start from instead of its defaults (a run's saved settings).
     """
     where = str(path) if path else "defaults"
     try:
-        merged = OmegaConf.structured(cls)
+        merged = OmegaConf.structured(cls if start is None else start)
         layers = []
         if path is not None:
             if not Path(path).is_file():
@@ -48,11 +52,12 @@ def load_config(
         if overrides:
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         for node, key in (base_files or {}).items():
-            base = next((layer[key] for layer in reversed(layers) if layer.get(key)), None)
+            base = next((found for layer in reversed(layers) if (found := OmegaConf.select(layer, key))), None)
             if base is not None:
                 if not Path(base).is_file():
                     raise ConfigError(f"{where}: {key}: config file not found: {base}")
-                merged = OmegaConf.merge(merged, {node: OmegaConf.load(base)})
+                # Under everything found so far: a base file's own keys override the ones it names.
+                layers.insert(0, _nested(node, OmegaConf.load(base)))
         for layer in layers:
             merged = OmegaConf.merge(merged, layer)
         return OmegaConf.to_object(merged)
@@ -64,6 +69,12 @@ def load_config(
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(f"{where}: {error}") from None
+
+
+def _nested(node: str, value):
+    for part in reversed(node.split(".")):
+        value = {part: value}
+    return OmegaConf.create(value)
 
 
 def _first_line(error: Exception) -> str:

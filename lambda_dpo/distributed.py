@@ -7,6 +7,7 @@ runs; these helpers read it, so ``train`` is the same function with one worker o
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,33 @@ def rank_zero_first():
     yield
     if world > 1 and dist.get_rank() == 0:
         dist.barrier()
+
+
+def on_rank_zero(compute, *, timeout: timedelta = timedelta(days=1)):
+    """``compute()`` on rank 0 only; every worker returns its (picklable) result.
+
+    The others wait in a broadcast over a gloo group of its own, whose ``timeout`` covers a
+    long computation (lm-eval benchmarks can outlast the default group's NCCL timeout).
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return compute()
+    group = dist.new_group(backend="gloo", timeout=timeout)
+    payload: list = [None]
+    try:
+        if rank == 0:
+            try:
+                payload = [(True, compute())]
+            except Exception as error:  # the others must not wait a day for a result that never comes
+                dist.broadcast_object_list([(False, repr(error))], src=0, group=group)
+                raise
+        dist.broadcast_object_list(payload, src=0, group=group)
+    finally:
+        dist.destroy_process_group(group)
+    succeeded, value = payload[0]
+    if not succeeded:
+        raise RuntimeError(f"rank 0 failed: {value}")
+    return value
 
 
 def global_sum(values: torch.Tensor) -> torch.Tensor:

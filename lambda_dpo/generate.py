@@ -10,8 +10,8 @@ import torch
 from lambda_dpo.conditioning import conditioned_prompt
 from lambda_dpo.data.encoding import render_prompt
 from lambda_dpo.lambdas import validate_lambda
-from lambda_dpo.modeling import load_tokenizer, resolve_device
-from lambda_dpo.train import load_checkpoint_config, load_policy, load_run_base
+from lambda_dpo.modeling import resolve_device
+from lambda_dpo.train import load_checkpoint_policy
 
 
 class Generator:
@@ -22,11 +22,7 @@ class Generator:
     """
 
     def __init__(self, checkpoint: str | Path):
-        checkpoint = Path(checkpoint)
-        self.config = load_checkpoint_config(checkpoint)
-        run_dir = checkpoint.parent.parent
-        self.tokenizer = load_tokenizer(self.config.model, saved=run_dir / "tokenizer")
-        self.model = load_policy(self.config, load_run_base(self.config, run_dir), checkpoint).eval()
+        self.config, self.tokenizer, self.model = load_checkpoint_policy(checkpoint)
         self.device = resolve_device(self.config.model.device)
         self.dimensions = list(self.config.data.dimensions)
 

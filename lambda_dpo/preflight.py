@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from lambda_dpo.benchmarks import check_tasks
 from lambda_dpo.config import ConfigError
 from lambda_dpo.data.loading import local_files
 from lambda_dpo.data.synthetic import parse_synthetic_source
@@ -79,6 +80,8 @@ def check_train_config(config: TrainConfig) -> list[str]:
         lines.append(check_data_source(config.eval.source, key="eval.source"))
     if config.lambdas.schedule:
         lines.append(f"lambdas.schedule: {config.lambdas.schedule} (read, dimensions match)")
+    if config.benchmarks.enabled:
+        lines.extend(check_tasks(config.benchmarks))
     steps = f"{config.optim.epochs} epochs" if config.optim.epochs else f"{config.optim.max_steps} steps"
     lines.append(f"training: {config.loss.name}, λ sampler {config.lambdas.sampler}, {steps} of {config.optim.batch_size}×{config.optim.gradient_accumulation} prompts")
     return lines

@@ -27,13 +27,14 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from lambda_dpo.benchmarks import BenchmarkConfig, benchmark_metrics
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, steerability
-from lambda_dpo.config import save_config
+from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample, encode_examples
 from lambda_dpo.data.loading import DataConfig, load_examples
 from lambda_dpo.data.records import ListwiseExample
-from lambda_dpo.distributed import data_parallel, global_sum, gradient_sync, rank_and_world, rank_zero_first
+from lambda_dpo.distributed import data_parallel, global_sum, gradient_sync, on_rank_zero, rank_and_world, rank_zero_first
 from lambda_dpo.evaluate import EvalConfig, evaluate_policy
 from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, validate_lambda
 from lambda_dpo.loss import mixed_target
@@ -115,6 +116,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    benchmarks_config: Optional[str] = None  # YAML of `benchmarks` (e.g. configs/eval/paper.yaml); `benchmarks.*` keys override it
+    benchmarks: BenchmarkConfig = field(default_factory=BenchmarkConfig)  # lm-eval tasks run on the final policy
     log_every: int = 10
     save_every: int = 0  # checkpoint every this many steps (0 = only at the end)
     keep_checkpoints: int = 2  # the newest this many step checkpoints are kept
@@ -127,6 +130,11 @@ class TrainConfig:
         # λ given by the user are checked against the data's dimensions before anything runs.
         build_sampler(self.lambdas, self.data.dimensions)
         self.eval.mixed_lambda(len(self.data.dimensions))
+
+
+def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A fine-tune's config from YAML and ``key=value`` overrides (``benchmarks_config`` read in)."""
+    return load_config(TrainConfig, path, overrides, base_files={"benchmarks": "benchmarks_config"})
 
 
 @dataclass
@@ -283,6 +291,14 @@ def training_batch(train_set, indices, epoch, sampler, config: TrainConfig, coll
     if conditioner is not None:
         chunk = conditioner(chunk, lambdas)
     return collator(chunk), torch.as_tensor(lambdas, dtype=torch.float32)
+
+
+def benchmarks_for_policy(config: TrainConfig, eval_lambda: np.ndarray) -> BenchmarkConfig:
+    """The benchmarks as this policy is prompted: a λ-conditioned one reads the evaluation λ's
+    preamble as the system instruction (unless the config sets one)."""
+    if config.conditioning == "none" or config.benchmarks.system_instruction is not None:
+        return config.benchmarks
+    return dataclasses.replace(config.benchmarks, system_instruction=lambda_preamble(eval_lambda, config.data.dimensions))
 
 
 def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditioner | None:
@@ -498,6 +514,9 @@ def train(
             checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
         if step == optim.max_steps:
             final = evaluate()
+            if config.benchmarks.enabled:  # rank 0 runs lm-eval; the others wait for its numbers
+                benchmarks = benchmarks_for_policy(config, eval_lambda)
+                final |= on_rank_zero(lambda: benchmark_metrics(model, tokenizer, benchmarks))
             if rank == 0:
                 (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
             metrics |= final
@@ -539,11 +558,21 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint_config(checkpoint: Path) -> TrainConfig:
-    from lambda_dpo.config import load_config
-
     if not (Path(checkpoint) / "config.yaml").exists():
         raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.yaml)")
     return load_config(TrainConfig, Path(checkpoint) / "config.yaml")
+
+
+def load_checkpoint_policy(checkpoint: str | Path, *, reference: bool = False):
+    """``(config, tokenizer, model)`` of a saved checkpoint, in eval mode on the run's device;
+    with ``reference`` the run's reference model (what the fine-tune started from) instead."""
+    checkpoint = Path(checkpoint)
+    config = load_checkpoint_config(checkpoint)
+    run_dir = checkpoint.parent.parent
+    tokenizer = load_tokenizer(config.model, saved=run_dir / "tokenizer")
+    base = load_run_base(config, run_dir)
+    model = base if reference else load_policy(config, base, checkpoint)
+    return config, tokenizer, model.eval()
 
 
 def load_run_base(config: TrainConfig, run_dir: Path):

@@ -30,6 +30,7 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
+from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
 from lambda_dpo.config import ConfigError, load_config, save_config
 from lambda_dpo.lambdas import validate_lambda
 from lambda_dpo.train import TRAINING_STATE, TrainConfig, latest_checkpoint, train
@@ -163,6 +164,9 @@ class SweepConfig:
             raise ValueError("max_failures must be ≥ 0 and keep_checkpoints ≥ 1")
         if self.train.optim.batch_size % self.resources.num_workers:
             raise ValueError(f"train.optim.batch_size {self.train.optim.batch_size} is not divisible by resources.num_workers {self.resources.num_workers}")
+        if self.objective.startswith(BENCHMARK_PREFIX) and self.objective not in self.train.benchmarks.metric_names():
+            offered = ", ".join(self.train.benchmarks.metric_names()) or "none: train.benchmarks.tasks is empty (e.g. train.benchmarks_config=configs/eval/paper.yaml)"
+            raise ValueError(f"objective {self.objective} is not a benchmark metric the trials report; they report {offered}")
         m = len(self.train.data.dimensions)
         for k, point in enumerate(self.searcher.initial_points or []):
             validate_lambda(point, m, name=f"searcher.initial_points[{k}]")
@@ -190,7 +194,7 @@ class SweepConfig:
 
 
 def load_sweep_config(path: str | Path | None, overrides=()) -> SweepConfig:
-    return load_config(SweepConfig, path, overrides, base_files={"train": "train_config"})
+    return load_config(SweepConfig, path, overrides, base_files={"train": "train_config", "train.benchmarks": "train.benchmarks_config"})
 
 
 # ----------------------------------------------------------------------------- searchers
@@ -238,7 +242,8 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     data = dataclasses.replace(config.data, source=absolute(config.data.source))
     evaluation = dataclasses.replace(config.eval, source=absolute(config.eval.source))
     lambdas = dataclasses.replace(config.lambdas, schedule=absolute(config.lambdas.schedule))
-    return dataclasses.replace(config, model=model, data=data, eval=evaluation, lambdas=lambdas)
+    benchmarks = dataclasses.replace(config.benchmarks, include_paths=[absolute(path) for path in config.benchmarks.include_paths])
+    return dataclasses.replace(config, model=model, data=data, eval=evaluation, lambdas=lambdas, benchmarks=benchmarks)
 
 
 def trial_train_config(config: SweepConfig, weights: np.ndarray, trial_id: str) -> TrainConfig:
