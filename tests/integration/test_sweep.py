@@ -18,10 +18,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from lambda_dpo.config import load_config
 from lambda_dpo.lambdas import read_schedule
-from lambda_dpo.train import TrainConfig
-from search.sweep import OBJECTIVE, ResourcesConfig, load_sweep_config, make_trainer, run_sweep, with_absolute_paths
+from lambda_dpo.train import load_train_config
+from search.sweep import OBJECTIVE, ResourcesConfig, load_sweep_config, make_trainer, results_table, run_sweep, with_absolute_paths
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +137,9 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_last_checkpoint(ray_clu
 
 
 def test_two_data_parallel_workers_follow_the_single_worker_loss_trajectory(ray_cluster, tmp_path):
-    base = load_config(TrainConfig, "configs/train/tiny.yaml", ["data.source=synthetic:400", "optim.max_steps=20", "sft.steps=10", "eval.every=0", "log_every=1", "save_every=0"])
+    # With the offline benchmarks: under two workers rank 0 runs lm-eval while the other waits.
+    overrides = ["data.source=synthetic:400", "optim.max_steps=20", "sft.steps=10", "eval.every=0", "log_every=1", "save_every=0", "benchmarks_config=configs/eval/tiny.yaml"]
+    base = load_train_config("configs/train/tiny.yaml", overrides)
     finals = {}
     for workers in (1, 2):
         config = with_absolute_paths(dataclasses.replace(base, output_dir=str(tmp_path / f"workers-{workers}")))
@@ -150,6 +151,7 @@ def test_two_data_parallel_workers_follow_the_single_worker_loss_trajectory(ray_
     np.testing.assert_allclose(two, one, rtol=1e-5)  # measured: 2e-7 (float sums in another order)
     assert last_two["top1_accuracy/mixed"] == pytest.approx(last_one["top1_accuracy/mixed"], abs=0.01)
     assert last_two["loss"] == pytest.approx(last_one["loss"], rel=1e-3)
+    assert last_two["lm_eval/mean"] == pytest.approx(last_one["lm_eval/mean"], abs=0.02)
 
 
 def test_optuna_searcher_runs_a_sweep_from_a_given_first_point(ray_cluster, tmp_path):
@@ -159,3 +161,20 @@ def test_optuna_searcher_runs_a_sweep_from_a_given_first_point(ray_cluster, tmp_
     lambdas = [np.array([r.config["lambda"][d] for d in DIMENSIONS]) for r in results]
     assert any(np.allclose(weights, 0.25) for weights in lambdas)
     assert all(np.isclose(weights.sum(), 1) for weights in lambdas)
+
+
+def test_a_sweep_maximises_the_lm_eval_mean_of_the_offline_benchmarks(ray_cluster, tmp_path):
+    overrides = micro_overrides(tmp_path, "lm-eval", "searcher.num_trials=2", "objective=lm_eval/mean", "train.benchmarks_config=configs/eval/tiny.yaml", "train.benchmarks.limit=40")
+    config = load_sweep_config(SWEEP, overrides)
+    results = run_sweep(config)
+    assert len(results) == 2 and all(r.error is None for r in results)
+    sweep_dir = config.sweep_dir()
+    table = results_table(config, results)
+    observed = {o["trial_id"]: o["score"] for o in searcher_state(sweep_dir)["observations"]}
+    for result in results:
+        trial_id = result.metrics["trial_id"]
+        saved = json.loads((sweep_dir / "runs" / trial_id / "eval.json").read_text())["metrics"]
+        # the trial's objective, its results row and what the searcher observed are the benchmark mean
+        assert result.metrics[OBJECTIVE] == saved["lm_eval/mean"] == pytest.approx((saved["lm_eval/tiny_helpful_mc"] + saved["lm_eval/tiny_truthful_mc"]) / 2)
+        assert table.set_index("trial_id").loc[trial_id, OBJECTIVE] == pytest.approx(saved["lm_eval/mean"])
+        assert observed[trial_id] == pytest.approx(saved["lm_eval/mean"])

@@ -67,3 +67,12 @@ def test_dry_run_loads_no_model_and_no_data(monkeypatch):
     monkeypatch.setattr(loading, "load_examples", forbidden)
     lines = check_train_config(load_config(TrainConfig, "configs/train/tiny.yaml"))
     assert any("synthetic:4000" in line for line in lines)
+
+
+def test_dry_run_checks_the_benchmark_tasks_before_any_training():
+    from lambda_dpo.train import load_train_config
+
+    lines = check_train_config(load_train_config("configs/train/tiny.yaml", ["benchmarks_config=configs/eval/tiny.yaml"]))
+    assert "benchmark tiny_truthful_mc: acc (none), task default" in lines
+    with pytest.raises(ValueError, match="tiny_truthful_mc: metric 'exact_match'"):
+        check_train_config(load_train_config("configs/train/tiny.yaml", ["benchmarks.tasks=[{name: tiny_truthful_mc, metric: exact_match}]"]))
