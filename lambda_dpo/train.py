@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from lambda_dpo.benchmarks import BenchmarkConfig, benchmark_metrics
+from lambda_dpo.benchmarks import BenchmarkConfig, benchmark_metrics, check_tasks
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, steerability
 from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator
@@ -416,6 +416,8 @@ def train(
         raise ValueError(f"optim.batch_size {config.optim.batch_size} is not divisible by the {world} data-parallel workers")
     if resume_from is None and checkpoint_dirs(run_dir):
         raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another output_dir")
+    if config.benchmarks.enabled:  # a misspelt task should fail now, not after the training
+        check_tasks(config.benchmarks)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = device or resolve_device(config.model.device)

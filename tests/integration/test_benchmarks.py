@@ -93,3 +93,10 @@ def test_benchmark_command_scores_a_checkpoint_and_its_reference(benchmarked_run
     assert "tiny_truthful_mc" in capsys.readouterr().out
     assert main(["benchmark", str(checkpoint), "tasks=[{name: tiny_helpful_mc, metric: exact_match}]"]) == 2
     assert "metric 'exact_match' is not one it reports (acc, acc_norm)" in capsys.readouterr().err
+
+
+def test_a_misspelt_benchmark_task_stops_the_run_before_it_trains(tmp_path):
+    config = load_train_config("configs/train/tiny.yaml", [*SMALL, f"output_dir={tmp_path}", "benchmarks.tasks=[{name: tiny_helpful_mc, filter: strict-match}]"])
+    with pytest.raises(ValueError, match="filter 'strict-match' is not one of its filters"):
+        train(config)
+    assert not (tmp_path / "checkpoints").exists()
