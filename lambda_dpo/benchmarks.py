@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 
@@ -201,10 +201,3 @@ def _fewshot_order(task: BenchmarkTask) -> int:
 def benchmark_metrics(model, tokenizer, config: BenchmarkConfig) -> dict[str, float]:
     """Only the ``lm_eval/*`` metrics of :func:`run_benchmarks`."""
     return run_benchmarks(model, tokenizer, config)["metrics"]
-
-
-def metric_table_rows(metrics: dict[str, float], tasks: Sequence[BenchmarkTask]) -> list[tuple[str, str, str]]:
-    """(task, metric, value) rows for a results table, the mean last."""
-    rows = [(task.name, f"{task.metric} ({task.filter})", f"{metrics[task.metric_name]:.4f}") for task in tasks]
-    rows.append(("mean", "", f"{metrics[MEAN]:.4f}"))
-    return rows
