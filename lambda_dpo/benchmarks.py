@@ -196,8 +196,3 @@ def run_benchmarks(model, tokenizer, config: BenchmarkConfig, *, manager=None, l
 
 def _fewshot_order(task: BenchmarkTask) -> int:
     return -1 if task.num_fewshot is None else task.num_fewshot
-
-
-def benchmark_metrics(model, tokenizer, config: BenchmarkConfig) -> dict[str, float]:
-    """Only the ``lm_eval/*`` metrics of :func:`run_benchmarks`."""
-    return run_benchmarks(model, tokenizer, config)["metrics"]

@@ -165,9 +165,8 @@ def command_benchmark(args) -> int:
     manager = task_manager(config)
     print_checks(console, check_tasks(config, manager))
     _, tokenizer, model = load_checkpoint_policy(checkpoint, reference=args.reference)
-    if not args.reference:  # the reference never saw a λ preamble; a conditioned policy reads the run's eval λ
-        eval_lambda = run_config.eval.mixed_lambda(len(run_config.data.dimensions))
-        config = benchmarks_for_policy(dataclasses.replace(run_config, benchmarks=config), eval_lambda)
+    if not args.reference:  # the reference never saw a λ preamble
+        config = benchmarks_for_policy(run_config, config)
     outcome = run_benchmarks(model, tokenizer, config, manager=manager)
     which = "the reference model of " if args.reference else ""
     console.print(benchmark_table(outcome["metrics"], title=f"lm-eval benchmarks of {which}{checkpoint}"))

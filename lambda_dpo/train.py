@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from lambda_dpo.benchmarks import BenchmarkConfig, benchmark_metrics, check_tasks
+from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, steerability
 from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator
@@ -293,12 +293,14 @@ def training_batch(train_set, indices, epoch, sampler, config: TrainConfig, coll
     return collator(chunk), torch.as_tensor(lambdas, dtype=torch.float32)
 
 
-def benchmarks_for_policy(config: TrainConfig, eval_lambda: np.ndarray) -> BenchmarkConfig:
-    """The benchmarks as this policy is prompted: a λ-conditioned one reads the evaluation λ's
-    preamble as the system instruction (unless the config sets one)."""
-    if config.conditioning == "none" or config.benchmarks.system_instruction is not None:
-        return config.benchmarks
-    return dataclasses.replace(config.benchmarks, system_instruction=lambda_preamble(eval_lambda, config.data.dimensions))
+def benchmarks_for_policy(config: TrainConfig, benchmarks: BenchmarkConfig | None = None) -> BenchmarkConfig:
+    """``benchmarks`` (default the run's own) as this run's policy is prompted: a λ-conditioned
+    one reads the preamble of the run's evaluation λ as the system instruction (unless one is set)."""
+    benchmarks = benchmarks or config.benchmarks
+    if config.conditioning == "none" or benchmarks.system_instruction is not None:
+        return benchmarks
+    eval_lambda = config.eval.mixed_lambda(len(config.data.dimensions))
+    return dataclasses.replace(benchmarks, system_instruction=lambda_preamble(eval_lambda, config.data.dimensions))
 
 
 def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditioner | None:
@@ -416,8 +418,9 @@ def train(
         raise ValueError(f"optim.batch_size {config.optim.batch_size} is not divisible by the {world} data-parallel workers")
     if resume_from is None and checkpoint_dirs(run_dir):
         raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another output_dir")
-    if config.benchmarks.enabled:  # a misspelt task should fail now, not after the training
-        check_tasks(config.benchmarks)
+    benchmark_tasks = task_manager(config.benchmarks) if config.benchmarks.enabled else None
+    if benchmark_tasks is not None:  # a misspelt task should fail now, not after the training
+        check_tasks(config.benchmarks, benchmark_tasks)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = device or resolve_device(config.model.device)
@@ -516,9 +519,9 @@ def train(
             checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
         if step == optim.max_steps:
             final = evaluate()
-            if config.benchmarks.enabled:  # rank 0 runs lm-eval; the others wait for its numbers
-                benchmarks = benchmarks_for_policy(config, eval_lambda)
-                final |= on_rank_zero(lambda: benchmark_metrics(model, tokenizer, benchmarks))
+            if benchmark_tasks is not None:  # rank 0 runs lm-eval; the others wait for its numbers
+                benchmarks = benchmarks_for_policy(config)
+                final |= on_rank_zero(lambda: run_benchmarks(model, tokenizer, benchmarks, manager=benchmark_tasks)["metrics"])
             if rank == 0:
                 (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
             metrics |= final
