@@ -82,3 +82,18 @@ def test_bad_scheduler_overrides_are_refused_before_any_work(bench):
     with pytest.raises(ValueError, match="regression"):
         bench.parse_overrides(["regression=magic"])
     assert bench.parse_overrides(["temperature=5", "regression=bayesian"]) == {"temperature": 5, "regression": "bayesian"}
+
+
+def thread_counts() -> list[int]:
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return [torch.get_num_threads()] + [pool["num_threads"] for pool in threadpool_info()]
+
+
+def test_pool_workers_run_single_threaded(bench):
+    """With a worker per core each running BLAS/OpenMP/torch on every core, GP ran 5× slower."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, initializer=bench.single_threaded) as pool:
+        assert set(pool.submit(thread_counts).result()) == {1}
