@@ -13,6 +13,7 @@ that peak memory is its own. Prints response tokens/s, peak memory and the speed
     python benchmarks/train_throughput.py --model-config PATH --device cuda --batch-size 4
     python benchmarks/train_throughput.py --model-config configs/models/llama3.2-1b-shape --keep-vocab \
         --device cuda --batch-size 8 --lora-r 8      # a real-size model, random weights, real vocab
+    python benchmarks/train_throughput.py --variants ours "ours, λ-conditioned"   # the cost of conditioning: prompt
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
+import numpy as np
+
+from lambda_dpo.conditioning import PromptConditioner, preamble_corpus
 from lambda_dpo.data.collate import IGNORE_INDEX, ListwiseCollator
 from lambda_dpo.data.encoding import encode_examples, render_prompt
 from lambda_dpo.data.loading import load_examples
@@ -36,11 +40,17 @@ from lambda_dpo.tiny import train_tokenizer
 from lambda_dpo.train import autocast_context, example_texts, seed_everything
 
 
+CONDITIONED = "ours, λ-conditioned"
+
+
 def build(args):
     torch.set_num_threads(args.threads)
     seed_everything(0)
     examples, _ = load_examples(f"synthetic:{args.batch_size * (args.steps + args.warmup)}", dimensions=DEFAULT_DIMENSIONS)
-    tokenizer = train_tokenizer(example_texts(examples), vocab_size=512)
+    texts = list(example_texts(examples))
+    if CONDITIONED in args.variants:  # as `conditioning: prompt` trains it, for every variant of the run alike
+        texts += preamble_corpus(DEFAULT_DIMENSIONS, seed=0)
+    tokenizer = train_tokenizer(texts, vocab_size=512)
     config = ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype)
     model = load_base_model(config, vocab_size=None if args.keep_vocab else len(tokenizer))
     if args.lora_r:
@@ -53,7 +63,9 @@ def batches_of(items, size):
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def run_ours(args) -> dict:
+def run_ours(args, conditioned: bool = False) -> dict:
+    """Our step; ``conditioned``: as ``conditioning: prompt`` trains, each prompt re-encoded per step
+    with its own λ ~ Dir(0.5) in the preamble, the reference read from the plain-prompt cache."""
     examples, tokenizer, model = build(args)
     device = next(model.parameters()).device
     encoded = encode_examples(examples, tokenizer, max_prompt_length=64, max_length=160)
@@ -61,9 +73,15 @@ def run_ours(args) -> dict:
     cache = ReferenceCache(None, "benchmark")
     cache.fill(model, (collator(chunk) for chunk in batches_of(encoded, args.batch_size)), len(encoded), 4, device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    lambdas = torch.full((args.batch_size, len(DEFAULT_DIMENSIONS)), 1 / len(DEFAULT_DIMENSIONS), device=device)
+    conditioner = PromptConditioner(examples, tokenizer, DEFAULT_DIMENSIONS, max_prompt_length=64) if conditioned else None
+    draws = np.random.default_rng(0)
 
     def step(chunk):
+        m = len(DEFAULT_DIMENSIONS)
+        weights = draws.dirichlet(np.full(m, 0.5), len(chunk)) if conditioned else np.full((len(chunk), m), 1 / m)
+        if conditioner is not None:
+            chunk = conditioner(chunk, weights)
+        lambdas = torch.as_tensor(weights, dtype=torch.float32, device=device)
         batch = to_device(collator(chunk), device)
         reference = cache.lookup(batch["example_keys"], 4, "mean").to(device)
         with autocast_context(device):
@@ -126,6 +144,14 @@ def run_naive(args) -> dict:
     return timed(step, batches_of(examples, args.batch_size), args, device)
 
 
+def run_conditioned(args) -> dict:
+    return run_ours(args, conditioned=True)
+
+
+# Each runs in its own spawned process, which imports these functions by name.
+VARIANTS = {"ours": run_ours, CONDITIONED: run_conditioned, "naive (paper)": run_naive}
+
+
 def timed(step, batches, args, device) -> dict:
     for chunk in batches[: args.warmup]:
         step(chunk)
@@ -151,22 +177,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep-vocab", action="store_true", help="keep the config's vocab size (a real LM head) instead of the 512-token tokenizer's")
     parser.add_argument("--lora-r", type=int, default=0, help="train a LoRA adapter of this rank on all linear layers (0: full fine-tune)")
-    parser.add_argument("--variants", nargs="+", default=["ours", "naive (paper)"], choices=["ours", "naive (paper)"])
+    parser.add_argument("--variants", nargs="+", default=["ours", "naive (paper)"], choices=list(VARIANTS))
     args = parser.parse_args(argv)
 
     results = {}
     context = multiprocessing.get_context("spawn")
-    for name, variant in (("ours", run_ours), ("naive (paper)", run_naive)):
-        if name not in args.variants:
-            continue
+    for name in args.variants:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            results[name] = pool.submit(variant, args).result()
+            results[name] = pool.submit(VARIANTS[name], args).result()
     lora = f"LoRA r{args.lora_r}" if args.lora_r else "full fine-tune"
     print(f"workload: {args.model_config} ({lora}), {args.batch_size} prompts × 4 responses per step, {args.steps} timed steps, device {args.device}")
-    print(f"{'step':<16}{'response tokens/s':>20}{'s/step':>10}{'peak memory MB':>16}")
+    print(f"{'step':<22}{'response tokens/s':>20}{'s/step':>10}{'peak memory MB':>16}")
     for name, row in results.items():
-        print(f"{name:<16}{row['tokens_per_second']:>20,.0f}{row['seconds_per_step']:>10.3f}{row['peak_memory_mb']:>16,.0f}")
-    if len(results) == 2:
+        print(f"{name:<22}{row['tokens_per_second']:>20,.0f}{row['seconds_per_step']:>10.3f}{row['peak_memory_mb']:>16,.0f}")
+    if {"ours", "naive (paper)"} <= results.keys():
         ratio = results["ours"]["tokens_per_second"] / results["naive (paper)"]["tokens_per_second"]
         print(f"speed-up: {ratio:.1f}×")
     return 0

@@ -35,6 +35,14 @@ def lambda_preamble(weights: Sequence[float], dimensions: Sequence[str]) -> str:
     return "preference weights: " + " ".join(f"{name}={float(w):.2f}" for name, w in zip(dimensions, weights)) + " | mix: " + mix
 
 
+def preamble_corpus(dimensions: Sequence[str], seed: int, count: int = 4000):
+    """Preambles for every vertex and ``count`` λ ~ Dir(1): texts for a tokenizer trained on the
+    data, so that a conditioned policy's preamble is a few tokens rather than characters."""
+    rng = np.random.default_rng(seed)
+    for weights in [*np.eye(len(dimensions)), *rng.dirichlet(np.ones(len(dimensions)), count)]:
+        yield lambda_preamble(weights, dimensions)
+
+
 def _mix_counts(weights: np.ndarray, total: int) -> list[int]:
     """Integer counts summing to ``total`` closest to ``weights · total`` (largest remainders)."""
     scaled = weights / weights.sum() * total

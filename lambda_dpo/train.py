@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
-from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, steerability
+from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample, encode_examples
@@ -189,10 +189,7 @@ def tokenizer_corpus(config: TrainConfig, examples: list[ListwiseExample]):
     """Texts for a tokenizer trained on the data (``model.tokenizer: train``), λ preambles included."""
     yield from example_texts(examples)
     if config.conditioning == "prompt":
-        rng = np.random.default_rng(config.seed)
-        dimensions = config.data.dimensions
-        for weights in [*np.eye(len(dimensions)), *rng.dirichlet(np.ones(len(dimensions)), 4000)]:
-            yield lambda_preamble(weights, dimensions)
+        yield from preamble_corpus(config.data.dimensions, config.seed)
 
 
 def batch_order(num_examples: int, batch_size: int, seed: int, micro_step: int) -> tuple[list[int], int]:
