@@ -224,16 +224,32 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def targets(summary: pd.DataFrame, at: int = 20) -> list[str]:
-    """The issue's two checks at ``at`` trials, one line per landscape."""
+def targets(summary: pd.DataFrame, runs: pd.DataFrame, at: int = 20) -> list[str]:
+    """The issue's two checks at ``at`` trials, one line per landscape, with a bootstrap 95%
+    interval of ours/random over the seeds (how sure a ratio near ½ is at this many seeds)."""
     lines = []
     for landscape, group in summary[summary["trials"] == at].groupby("landscape", sort=False):
         median = group.set_index("searcher")["median"]
         others = median.drop("ours")
         lowest = median["ours"] <= others.min()
-        ratio = median["ours"] / median["random"] if "random" in median and median["random"] > 0 else float("nan")
-        lines.append(f"{landscape:<26} ours {median['ours']:.3f}  lowest: {'yes' if lowest else 'no '}  ours/random {ratio:.2f}")
+        ratio = median["ours"] / median["random"] if median["random"] > 0 else float("nan")
+        low, high = ratio_interval(runs[runs["landscape"] == landscape], at)
+        lines.append(f"{landscape:<26} ours {median['ours']:.3f}  lowest: {'yes' if lowest else 'no '}  ours/random {ratio:.2f} [{low:.2f}, {high:.2f}]")
     return lines
+
+
+def ratio_interval(runs: pd.DataFrame, at: int, draws: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95% interval of median(ours) / median(random) regret after ``at`` trials,
+    resampling the seeds (each seed is one landscape instance, shared by both searchers)."""
+    def regrets(name):
+        rows = runs[runs["searcher"] == name].sort_values("seed")
+        return np.array([regret[at - 1] for regret in rows["regret"]])
+
+    ours, random = regrets("ours"), regrets("random")
+    picks = np.random.default_rng(seed).integers(0, len(ours), (draws, len(ours)))
+    ratios = np.median(ours[picks], axis=1) / np.maximum(np.median(random[picks], axis=1), 1e-12)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def plot_curves(runs: pd.DataFrame, path: Path) -> Path:
@@ -344,7 +360,7 @@ def main(argv=None) -> int:
     (args.out / "summary.md").write_text(table + "\n")
     plot_curves(runs, args.out / "regret.png")
     print(table)
-    print("\nAt 20 trials:\n" + "\n".join(targets(summary)) if "ours" in args.searchers and "random" in args.searchers else "")
+    print("\nAt 20 trials (ours/random with its bootstrap 95% interval over seeds):\n" + "\n".join(targets(summary, runs)) if "ours" in args.searchers and "random" in args.searchers else "")
     seconds = runs.groupby("searcher")["seconds"].sum()
     print(f"\n{len(tasks)} searches in {elapsed:.0f} s on {args.jobs} processes; CPU seconds by searcher: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"written: {args.out}/summary.md, summary.csv, runs.csv, regret.png")

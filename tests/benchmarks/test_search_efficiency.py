@@ -97,3 +97,24 @@ def test_pool_workers_run_single_threaded(bench):
 
     with ProcessPoolExecutor(max_workers=1, initializer=bench.single_threaded) as pool:
         assert set(pool.submit(thread_counts).result()) == {1}
+
+
+def test_the_ratio_interval_brackets_the_ratio_of_medians_over_paired_seeds(bench):
+    spread = np.random.default_rng(0).uniform(0.2, 1.0, 30)
+    rows = [{"searcher": "random", "seed": s, "regret": [v] * 20} for s, v in enumerate(spread)]
+    rows += [{"searcher": "ours", "seed": s, "regret": [v / 4] * 20} for s, v in enumerate(spread)]
+    low, high = bench.ratio_interval(pd.DataFrame(rows), at=20)
+    assert low == pytest.approx(0.25) and high == pytest.approx(0.25)  # ours is a quarter of random on every seed
+
+    rows = [dict(row, regret=[np.random.default_rng(row["seed"] + 100 * (row["searcher"] == "ours")).uniform()] * 20) for row in rows]
+    low, high = bench.ratio_interval(pd.DataFrame(rows), at=20)
+    assert low < 1 < high  # the same distribution for both: the interval straddles 1
+
+
+def test_the_target_lines_give_the_ratio_and_its_interval(bench):
+    runs = pd.DataFrame(
+        [{"landscape": "L", "searcher": "random", "seed": s, "seconds": 0.0, "regret": [0.4] * 40} for s in range(5)]
+        + [{"landscape": "L", "searcher": "ours", "seed": s, "seconds": 0.0, "regret": [0.1] * 40} for s in range(5)]
+        + [{"landscape": "L", "searcher": "optuna-tpe", "seed": s, "seconds": 0.0, "regret": [0.05] * 40} for s in range(5)]
+    )
+    assert bench.targets(bench.summarise(runs), runs) == ["L                          ours 0.100  lowest: no   ours/random 0.25 [0.25, 0.25]"]
