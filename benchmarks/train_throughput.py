@@ -24,9 +24,8 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-import torch
-
 import numpy as np
+import torch
 
 from lambda_dpo.conditioning import PromptConditioner, preamble_corpus
 from lambda_dpo.data.collate import IGNORE_INDEX, ListwiseCollator
