@@ -72,15 +72,18 @@ def run_ours(args, conditioned: bool = False) -> dict:
     cache = ReferenceCache(None, "benchmark")
     cache.fill(model, (collator(chunk) for chunk in batches_of(encoded, args.batch_size)), len(encoded), 4, device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    m = len(DEFAULT_DIMENSIONS)
+    centroid = torch.full((args.batch_size, m), 1 / m, device=device)
     conditioner = PromptConditioner(examples, tokenizer, DEFAULT_DIMENSIONS, max_prompt_length=64) if conditioned else None
     draws = np.random.default_rng(0)
 
     def step(chunk):
-        m = len(DEFAULT_DIMENSIONS)
-        weights = draws.dirichlet(np.full(m, 0.5), len(chunk)) if conditioned else np.full((len(chunk), m), 1 / m)
-        if conditioner is not None:
+        if conditioner is None:
+            lambdas = centroid
+        else:
+            weights = draws.dirichlet(np.full(m, 0.5), len(chunk))
             chunk = conditioner(chunk, weights)
-        lambdas = torch.as_tensor(weights, dtype=torch.float32, device=device)
+            lambdas = torch.as_tensor(weights, dtype=torch.float32, device=device)
         batch = to_device(collator(chunk), device)
         reference = cache.lookup(batch["example_keys"], 4, "mean").to(device)
         with autocast_context(device):

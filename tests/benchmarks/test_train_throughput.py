@@ -6,16 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_dpo.conditioning import preamble_corpus
-
 PATH = Path(__file__).parents[2] / "benchmarks" / "train_throughput.py"
-
-
-def test_the_preamble_corpus_covers_every_vertex_then_dirichlet_draws():
-    texts = list(preamble_corpus(["a", "b", "c"], seed=0, count=5))
-    assert len(texts) == 8
-    assert texts[0].startswith("preference weights: a=1.00 b=0.00 c=0.00")
-    assert texts == list(preamble_corpus(["a", "b", "c"], seed=0, count=5))
 
 
 @pytest.mark.integration

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lambda_dpo.conditioning import PromptConditioner, lambda_preamble, steerability
+from lambda_dpo.conditioning import PromptConditioner, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.data.encoding import encode_examples
 from lambda_dpo.data.records import ListwiseExample
 
@@ -48,3 +48,10 @@ def test_steerability_scalar():
     assert steerability(accuracy) == pytest.approx(((0.9 - 0.3) + (0.8 - 0.2)) / 2)
     with pytest.raises(ValueError, match="matrix"):
         steerability(np.ones((2, 3)))
+
+
+def test_the_preamble_corpus_covers_every_vertex_then_dirichlet_draws():
+    texts = list(preamble_corpus(["a", "b", "c"], seed=0, count=5))
+    assert len(texts) == 8
+    assert texts[0].startswith("preference weights: a=1.00 b=0.00 c=0.00")
+    assert texts == list(preamble_corpus(["a", "b", "c"], seed=0, count=5))
