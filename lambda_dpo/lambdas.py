@@ -191,7 +191,30 @@ class ScheduledSampler:
         return self.candidates[picks]
 
 
+@dataclass(frozen=True)
+class AnchoredSampler:
+    """The anchor λ for a ``share`` of the examples, a draw from ``base`` for the rest.
+
+    For a λ-conditioned policy: the anchor is where it will mostly be used (the centroid by
+    default), so it is trained there often, while the draws keep it steerable elsewhere.
+    """
+
+    base: LambdaSampler
+    anchor: np.ndarray
+    share: float
+
+    @property
+    def num_dimensions(self) -> int:
+        return self.base.num_dimensions
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        draws = self.base.sample(rng, n)
+        draws[rng.uniform(size=n) < self.share] = self.anchor
+        return draws
+
+
 SAMPLERS = ("fixed", "uniform", "dirichlet", "gaussian", "vertices", "scheduled")
+ANCHORABLE = ("dirichlet", "gaussian", "vertices")
 
 
 @dataclass
@@ -204,6 +227,7 @@ class LambdaConfig:
     gaussian_sigma: float = 1.0  # σ of `gaussian`
     vertex: Optional[int] = None  # `vertices`: always this dimension (None = a random one per example)
     schedule: Optional[str] = None  # `scheduled`: path to a schedule JSON
+    anchor_share: float = 0.0  # share of examples given the anchor λ (`weights`, else the centroid) instead of a draw
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -217,6 +241,10 @@ class LambdaConfig:
             raise ValueError(f"lambdas.dirichlet_alpha must be > 0, got {self.dirichlet_alpha}")
         if self.gaussian_sigma < 0:
             raise ValueError(f"lambdas.gaussian_sigma must be >= 0, got {self.gaussian_sigma}")
+        if not 0 <= self.anchor_share < 1:
+            raise ValueError(f"lambdas.anchor_share must be in [0, 1), got {self.anchor_share}")
+        if self.anchor_share and self.sampler not in ANCHORABLE:
+            raise ValueError(f"lambdas.anchor_share applies to the {', '.join(ANCHORABLE)} samplers, not {self.sampler!r}")
 
 
 MIN_DIRICHLET_ALPHA = 1e-3  # a centre on a face of the simplex still gives a proper Dirichlet
@@ -233,6 +261,15 @@ def dirichlet_alpha(config: LambdaConfig, num_dimensions: int) -> np.ndarray:
 
 def build_sampler(config: LambdaConfig, dimensions: Sequence[str]) -> LambdaSampler:
     """The sampler a config names, validated against the dataset's dimensions."""
+    sampler = _named_sampler(config, dimensions)
+    if not config.anchor_share:
+        return sampler
+    m = len(dimensions)
+    anchor = np.full(m, 1.0 / m) if config.weights is None else validate_lambda(config.weights, m, name="lambdas.weights")
+    return AnchoredSampler(sampler, anchor, float(config.anchor_share))
+
+
+def _named_sampler(config: LambdaConfig, dimensions: Sequence[str]) -> LambdaSampler:
     m = len(dimensions)
     if config.sampler == "fixed":
         return FixedSampler(validate_lambda(config.weights, m, name="lambdas.weights"))

@@ -58,6 +58,27 @@ def test_dirichlet_with_weights_is_centred_on_them():
         build_sampler(LambdaConfig(sampler="dirichlet", weights=[0.5, 0.6, 0, 0]), DIMENSIONS)
 
 
+def test_anchor_share_gives_the_anchor_to_that_share_and_draws_the_rest():
+    config = LambdaConfig(sampler="dirichlet", dirichlet_alpha=0.5, anchor_share=0.3)
+    samples = lambdas_for_examples(build_sampler(config, DIMENSIONS), range(20_000), seed=0)
+    at_centroid = np.all(samples == 0.25, axis=1)
+    assert abs(at_centroid.mean() - 0.3) < 0.015
+    # the rest are Dir(0.5) draws: marginal variance (m-1)/(m²(mα+1)) = 3/48
+    assert np.allclose(samples[~at_centroid].var(axis=0), 3 / 48, rtol=0.06)
+    anchored = build_sampler(LambdaConfig(sampler="vertices", weights=[0.7, 0.1, 0.1, 0.1], anchor_share=0.5), DIMENSIONS)
+    rows = anchored.sample(np.random.default_rng(1), 1000)
+    assert {tuple(row) for row in rows} == {(0.7, 0.1, 0.1, 0.1), *map(tuple, np.eye(4))}
+
+
+def test_anchor_share_is_checked():
+    with pytest.raises(ValueError, match=r"lambdas.anchor_share must be in \[0, 1\)"):
+        LambdaConfig(anchor_share=1.0)
+    with pytest.raises(ValueError, match="lambdas.anchor_share applies to the dirichlet"):
+        LambdaConfig(sampler="fixed", weights=[0.25] * 4, anchor_share=0.2)
+    # no share: the plain sampler, drawing exactly as before
+    assert isinstance(build_sampler(LambdaConfig(sampler="dirichlet"), DIMENSIONS), DirichletSampler)
+
+
 def test_gaussian_is_softmax_of_normal():
     samples = GaussianSampler(4, 1.0).sample(np.random.default_rng(0), 5000)
     assert np.allclose(samples.sum(axis=1), 1.0) and np.all(samples > 0)
