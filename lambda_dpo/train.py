@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, preamble_corpus, steerability
@@ -308,26 +309,38 @@ def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditio
 
 def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast, conditioner):
     """NLL on each prompt's best response under its λ's mixed target (through a LoRA adapter
-    merged back into the base when LoRA is on, so the reference is the warm-started model)."""
+    merged back into the base when LoRA is on, so the reference is the warm-started model).
+
+    A λ-conditioned run learns each response after both the conditioned and the plain prompt:
+    the policy reads the first and its reference the second, so the warm start must know both,
+    or the policy's log-ratio starts from whatever the unseen form happens to give.
+    """
     model = add_lora(base, config.model.lora) if config.model.lora.enabled else base
     model.train()
     optimizer, scheduler = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
+    prompt_forms = [None] if conditioner is None else [conditioner, None]
     for step in range(config.sft.steps):
         indices, epoch = batch_order(len(train_set), config.sft.batch_size, config.seed + 1, step)
-        batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, conditioner)
-        preference, eligible = mixed_target(batch["targets"], lambdas, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
-        best = preference.masked_fill(~eligible, -1.0).argmax(-1)
-        rows = torch.arange(len(indices)) * batch["response_mask"].shape[1] + best
-        with autocast:
-            logits = model(input_ids=batch["input_ids"][rows].to(device), attention_mask=batch["attention_mask"][rows].to(device), use_cache=False).logits
-        sums, counts = sequence_logps(logits, batch["labels"][rows].to(device))
-        loss = -sums.sum() / counts.sum().clamp(min=1)
-        loss.backward()
+        for form in prompt_forms:
+            batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, form)
+            loss = best_response_nll(model, batch, lambdas, device, autocast) / len(prompt_forms)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     return model.merge_and_unload() if is_lora(model) else model
+
+
+def best_response_nll(model, batch, lambdas, device, autocast) -> Tensor:
+    """Mean token NLL of each prompt's best response under its λ's mixed target."""
+    preference, eligible = mixed_target(batch["targets"], lambdas, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
+    best = preference.masked_fill(~eligible, -1.0).argmax(-1)
+    rows = torch.arange(len(lambdas)) * batch["response_mask"].shape[1] + best
+    with autocast:
+        logits = model(input_ids=batch["input_ids"][rows].to(device), attention_mask=batch["attention_mask"][rows].to(device), use_cache=False).logits
+    sums, counts = sequence_logps(logits, batch["labels"][rows].to(device))
+    return -sums.sum() / counts.sum().clamp(min=1)
 
 
 def load_policy(config: TrainConfig, base, checkpoint: Path | None):

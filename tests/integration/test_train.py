@@ -303,3 +303,19 @@ def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_o
     assert capsys.readouterr().out.strip() == answers[1]
     with pytest.raises(ValueError, match="conditioning: none"):
         Generator(unconditioned.checkpoint)("Hi.", weights=[1.0, 0.0, 0.0, 0.0])
+
+
+def test_a_conditioned_warm_start_learns_both_prompt_forms(tmp_path, monkeypatch):
+    # The policy reads the conditioned prompt and its reference the plain one: SFT must see both.
+    import lambda_dpo.train as training
+
+    forms = []
+    real_batch = training.training_batch
+
+    def recording_batch(*args):
+        forms.append("plain" if args[-1] is None else "conditioned")
+        return real_batch(*args)
+
+    monkeypatch.setattr(training, "training_batch", recording_batch)
+    train(small_config(tmp_path / "run", "conditioning=prompt", "sft.steps=2", "optim.max_steps=1"))
+    assert forms[:5] == ["conditioned", "plain", "conditioned", "plain", "conditioned"]  # 2 SFT steps, then λ-DPO
