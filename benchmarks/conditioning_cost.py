@@ -12,8 +12,9 @@ target of λ = 1/m) and the conditioned model's steerability (`lambda-dpo evalua
 and prints per seed: both accuracies, the cost (unconditioned − conditioned) and the
 steerability, then the mean cost and its standard error over seeds.
 
-Each finished model leaves `result.json` in its run directory; a rerun reuses it, so an
-interrupted benchmark loses at most the runs in progress.
+Each run logs its training metrics to `metrics.jsonl` in its directory, and each finished model
+leaves `result.json` there; a rerun reuses it, so an interrupted benchmark loses at most the runs
+in progress.
 
     python benchmarks/conditioning_cost.py --seeds 0 1 2            # ≈ 15 min per seed on 2 cores
     python benchmarks/conditioning_cost.py --seeds 0 1 lambdas.anchor_share=0   # another setting
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lambda_dpo.reporting import JsonlReporter
 from lambda_dpo.train import checkpoint_evaluator, load_train_config, steerability_of, train
 
 VARIANTS = ("conditioned", "unconditioned")
@@ -56,7 +58,11 @@ def run_variant(config_path: str, overrides: list[str], run_dir: Path, variant: 
     full = [*overrides, *variant_overrides(variant, len(probe.data.dimensions)), f"seed={seed}", f"output_dir={run_dir}", "eval.every=0"]
     config = load_train_config(config_path, full)
     start = time.perf_counter()
-    trained = train(config)
+    reporter = JsonlReporter(run_dir / "metrics.jsonl")  # to follow a run: tail its metrics.jsonl
+    try:
+        trained = train(config, reporter=reporter)
+    finally:
+        reporter.close()
     result = {"variant": variant, "seed": seed, "overrides": full, "checkpoint": str(trained.checkpoint),
               "centroid_accuracy": trained.metrics[MIXED], "train_seconds": time.perf_counter() - start}
     if variant == "conditioned":

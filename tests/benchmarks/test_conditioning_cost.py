@@ -44,12 +44,13 @@ def test_cost_table_is_unconditioned_minus_conditioned(bench):
 
 @pytest.mark.integration
 def test_a_tiny_run_trains_both_variants_and_a_rerun_reuses_them(bench, tmp_path, capsys):
-    argv = ["--seeds", "0", "--out", str(tmp_path), "data.source=synthetic:120", "optim.max_steps=3", "sft.steps=1"]
+    argv = ["--seeds", "0", "--out", str(tmp_path), "data.source=synthetic:120", "optim.max_steps=3", "sft.steps=1", "log_every=1"]
     assert bench.main(argv) == 0
     conditioned = json.loads((tmp_path / "seed-0" / "conditioned" / "result.json").read_text())
     unconditioned = json.loads((tmp_path / "seed-0" / "unconditioned" / "result.json").read_text())
     assert "conditioning=none" in unconditioned["overrides"] and "seed=0" in conditioned["overrides"]
     assert np.array(conditioned["steerability_matrix"]).shape == (4, 4)
+    assert (tmp_path / "seed-0" / "conditioned" / "metrics.jsonl").read_text().count("train/loss") == 3
     row = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["0"]][0].split()
     assert float(row[3]) == pytest.approx(unconditioned["centroid_accuracy"] - conditioned["centroid_accuracy"], abs=1e-3)
     stamp = (tmp_path / "seed-0" / "conditioned" / "result.json").stat().st_mtime_ns
