@@ -82,9 +82,9 @@ def cost_table(results: dict[tuple[int, str], dict], seeds: list[int]) -> tuple[
         costs.append(cost)
         lines.append(f"{seed:>6} {conditioned['centroid_accuracy']:>12.3f} {unconditioned['centroid_accuracy']:>14.3f} {cost:>7.3f} {conditioned['steerability']:>13.3f}")
     costs = np.array(costs)
-    error = costs.std(ddof=1) / np.sqrt(len(costs)) if len(costs) > 1 else float("nan")
     steer = np.mean([results[seed, "conditioned"]["steerability"] for seed in seeds])
-    lines.append(f"{'mean':>6} {'':>12} {'':>14} {costs.mean():>7.3f} {steer:>13.3f}   (cost ± {error:.3f} standard error over {len(seeds)} seeds)")
+    spread = f"cost ± {costs.std(ddof=1) / np.sqrt(len(costs)):.3f} standard error over {len(seeds)} seeds" if len(costs) > 1 else "one seed: no standard error"
+    lines.append(f"{'mean':>6} {'':>12} {'':>14} {costs.mean():>7.3f} {steer:>13.3f}   ({spread})")
     return lines, costs
 
 
