@@ -298,7 +298,7 @@ def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_o
     sampling = dict(max_new_tokens=24, temperature=1.0, seed=0)
     answers = {k: generator("Tell me about salt in cooking.", weights=list(np.eye(4)[k]), **sampling) for k in range(4)}
     assert len(set(answers.values())) > 1  # same seed, different λ: different answers
-    command = ["generate", str(conditioned.checkpoint), "--lambda", "0,1,0,0", "--temperature", "1", "--seed", "0"]
+    command = ["generate", str(conditioned.checkpoint), "--lambda", "0,1,0,0", "--temperature", "1", "--seed", "0", "--max-new-tokens", "24"]
     assert main([*command, "Tell me about salt in cooking."]) == 0
     assert capsys.readouterr().out.strip() == answers[1]
     with pytest.raises(ValueError, match="conditioning: none"):
