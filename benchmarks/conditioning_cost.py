@@ -47,15 +47,17 @@ def variant_overrides(variant: str, num_dimensions: int) -> list[str]:
 
 
 def run_variant(config_path: str, overrides: list[str], run_dir: Path, variant: str, seed: int) -> dict:
-    """Train one model (or reuse its ``result.json``) and score it at the centroid."""
+    """Train one model (or reuse its ``result.json``) and score it at the centroid.
+
+    overrides: the user's, then the variant's; the seed, run directory and evaluation are added.
+    """
     from transformers.utils import logging as hf_logging
 
     result_path = run_dir / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
     hf_logging.disable_progress_bar()
-    probe = load_train_config(config_path, overrides)
-    full = [*overrides, *variant_overrides(variant, len(probe.data.dimensions)), f"seed={seed}", f"output_dir={run_dir}", "eval.every=0"]
+    full = [*overrides, f"seed={seed}", f"output_dir={run_dir}", "eval.every=0"]
     config = load_train_config(config_path, full)
     start = time.perf_counter()
     reporter = JsonlReporter(run_dir / "metrics.jsonl")  # to follow a run: tail its metrics.jsonl
@@ -96,14 +98,17 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="models trained at once (each on the config's `threads`)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of the config for both variants, e.g. optim.max_steps=4000")
     args = parser.parse_args(argv)
-    load_train_config(args.config, args.overrides)  # a bad key fails here, before anything trains
+    num_dimensions = len(load_train_config(args.config, args.overrides).data.dimensions)  # a bad key fails here, before anything trains
 
     jobs = [(seed, variant) for variant in VARIANTS for seed in args.seeds]  # the longer conditioned runs first
     results = {}
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_variant, args.config, args.overrides, args.out / f"seed-{seed}" / variant, variant, seed): (seed, variant) for seed, variant in jobs}
+        futures = {
+            pool.submit(run_variant, args.config, [*args.overrides, *variant_overrides(variant, num_dimensions)], args.out / f"seed-{seed}" / variant, variant, seed): (seed, variant)
+            for seed, variant in jobs
+        }
         for done, future in enumerate(as_completed(futures), 1):
             seed, variant = futures[future]
             results[seed, variant] = result = future.result()
