@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lambda_dpo.commands import add_model_parser, add_train_parsers
+from lambda_dpo.console import show_warnings
 from lambda_dpo.data.commands import add_data_parser
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides") or not all("=" in item and not item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*(args.overrides or []), *extra]
+    show_warnings()
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:

@@ -14,7 +14,8 @@ from lambda_dpo.console import make_console
 from lambda_dpo.lambdas import parse_numbers
 from lambda_dpo.reporting import JsonlReporter, ProgressReporter, Reporters, TensorBoardReporter
 
-SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "kl_to_reference", "length_bias", "tokens_per_second", "peak_memory")
+SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "kl_to_reference", "length_bias", "eval/", "verifiable/", "generation/")
+PER_DIMENSION = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "verifiable")  # families shown with a column per dimension
 
 
 def metrics_table(metrics: dict[str, float], *, title: str) -> Table:
@@ -24,6 +25,8 @@ def metrics_table(metrics: dict[str, float], *, title: str) -> Table:
         if not name.startswith(SUMMARY_PREFIXES):
             continue
         family, _, column = name.partition("/")
+        if family not in PER_DIMENSION:
+            family, column = name, "all"
         families.setdefault(family, {})[column or "all"] = value
     columns = sorted({column for row in families.values() for column in row}, key=lambda c: (c == "all", c == "mixed", c))
     table = Table(title=title)

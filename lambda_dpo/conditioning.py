@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lambda_dpo.data.encoding import EncodedExample, render_prompt
+from lambda_dpo.data.encoding import EncodedExample, PromptFrame, render_prompt, tokenize_prompts
 from lambda_dpo.data.records import ListwiseExample
 
 CONDITIONING = ("none", "prompt")
@@ -53,7 +53,8 @@ def _mix_counts(weights: np.ndarray, total: int) -> list[int]:
 
 
 def conditioned_prompt(prompt, weights: Sequence[float], dimensions: Sequence[str], tokenizer) -> str:
-    """The prompt text a λ-conditioned policy sees (the preamble as the system message)."""
+    """The prompt text a λ-conditioned policy sees: the preamble joins the system message (the
+    prompt's own, or the template's default one)."""
     return render_prompt(prompt, tokenizer, system=lambda_preamble(weights, dimensions))
 
 
@@ -61,8 +62,9 @@ class PromptConditioner:
     """Re-encodes the prompts of a batch of examples with their λ in the preamble.
 
     examples: the raw examples of one split, indexed by key (their prompts are re-rendered).
-    max_prompt_length: the budget of the prompt *without* the preamble; a longer conditioned
-    prompt keeps its preamble and the end of the prompt.
+    max_prompt_length: the budget of the prompt *without* the preamble; a conditioned prompt
+    gets the preamble's tokens on top, and a longer one keeps its head (template, system turn and
+    preamble) and the end of the prompt.
     """
 
     def __init__(self, examples: Sequence[ListwiseExample], tokenizer, dimensions: Sequence[str], max_prompt_length: int):
@@ -70,37 +72,18 @@ class PromptConditioner:
         self.tokenizer = tokenizer
         self.dimensions = list(dimensions)
         self.max_prompt_length = max_prompt_length
-        self.templated = bool(getattr(tokenizer, "chat_template", None))
+        self.plain_head = PromptFrame.of(tokenizer).head
 
     def __call__(self, encoded: Sequence[EncodedExample], lambdas: np.ndarray) -> list[EncodedExample]:
         texts = [conditioned_prompt(self.prompts[e.key], w, self.dimensions, self.tokenizer) for e, w in zip(encoded, lambdas)]
-        ids = self._tokenize(texts)
+        ids = tokenize_prompts(texts, self.tokenizer)
         # A prompt that fitted its budget plainly fits it with the preamble added; only the ones
-        # cut when encoded need the preamble's extent: the prefix shared with the same template
-        # around a one-character prompt.
-        cut = [i for i, e in enumerate(encoded) if len(e.prompt_ids) >= self.max_prompt_length]
-        frames = self._tokenize([conditioned_prompt("-", lambdas[i], self.dimensions, self.tokenizer) for i in cut])
-        for i, frame in zip(cut, frames):
-            ids[i] = self._fit(ids[i], _common_prefix(ids[i], frame))
+        # cut when encoded need their conditioned frame measured.
+        for i, example in enumerate(encoded):
+            if len(example.prompt_ids) >= self.max_prompt_length:
+                frame = PromptFrame.of(self.tokenizer, system=lambda_preamble(lambdas[i], self.dimensions))
+                ids[i], _ = frame.fit(ids[i], self.max_prompt_length + frame.head - self.plain_head)
         return [dataclasses.replace(e, prompt_ids=tuple(i)) for e, i in zip(encoded, ids)]
-
-    def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=not self.templated)["input_ids"] if texts else []
-
-    def _fit(self, ids: list[int], head: int) -> list[int]:
-        """Keep the preamble (the first ``head`` tokens) and at most ``max_prompt_length`` after it."""
-        if len(ids) - head <= self.max_prompt_length:
-            return ids
-        return ids[:head] + ids[len(ids) - self.max_prompt_length :]
-
-
-def _common_prefix(first: list[int], second: list[int]) -> int:
-    length = 0
-    for a, b in zip(first, second):
-        if a != b:
-            break
-        length += 1
-    return length
 
 
 def steerability(accuracy: np.ndarray) -> float:

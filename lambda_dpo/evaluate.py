@@ -113,6 +113,6 @@ def evaluate_policy(
         dimensions=dimensions,
         target_temperature=collator.target_temperature,
     )
-    metrics["tokens_per_second"] = logps.tokens.sum().item() / max(elapsed, 1e-9)
-    metrics["peak_memory_mb"] = peak_memory_mb(device)
+    metrics["eval/tokens_per_second"] = logps.tokens.sum().item() / max(elapsed, 1e-9)
+    metrics["eval/peak_memory_mb"] = peak_memory_mb(device)
     return metrics

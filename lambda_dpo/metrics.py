@@ -56,6 +56,8 @@ def ndcg(rewards: Tensor, ratings: Tensor) -> float:
     Computed by scikit-learn per prompt (responses rated differ in number between prompts);
     prompts with fewer than two rated responses are left out.
     """
+    if not torch.isfinite(rewards).all():  # scikit-learn refuses NaN; a broken policy has no ranking
+        return float("nan")
     values = []
     for prompt_rewards, prompt_ratings in zip(rewards.double().cpu().numpy(), ratings.double().cpu().numpy()):
         rated = ~np.isnan(prompt_ratings)

@@ -318,6 +318,13 @@ class ReferenceCache:
                 mask = batch["response_mask"]
                 slots = mask.shape[1]
                 scored = torch.stack([logps.sum, logps.mean], dim=-1).float().cpu()
+                broken = mask & ~torch.isfinite(scored).all(dim=-1)
+                if broken.any():
+                    keys = batch["example_keys"][broken.any(dim=-1)].tolist()
+                    raise ValueError(
+                        f"the reference model gives non-finite log-probs for {int(broken.sum())} responses (examples {keys[:5]}): its weights "
+                        "are broken or its dtype overflows (try model.dtype=float32); no reference cache was written"
+                    )
                 block = values[batch["example_keys"], :slots]
                 block[mask] = scored[mask]
                 values[batch["example_keys"], :slots] = block
@@ -326,12 +333,16 @@ class ReferenceCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"key": self.key, "values": values}, self.path)
 
-    def lookup(self, example_keys: Tensor, num_slots: int, reduction: str) -> Tensor:
-        """``[B, num_slots]`` reference log-probs (0 in padded slots)."""
+    def lookup(self, example_keys: Tensor, num_slots: int, reduction: str, *, slots: Tensor | None = None) -> Tensor:
+        """``[B, num_slots]`` reference log-probs (0 in padded slots); with ``slots`` ``[B, n]``
+        (e.g. a pairwise batch's chosen and rejected), the ``[B, n]`` values of those slots."""
         if self.values is None:
             raise RuntimeError("the reference cache is empty; call fill() first")
         column = 1 if reduction == "mean" else 0
-        return self.values[example_keys.cpu(), :num_slots, column].nan_to_num(0.0)
+        keys = example_keys.cpu()
+        if slots is not None:
+            return self.values[keys[:, None], slots.cpu(), column].nan_to_num(0.0)
+        return self.values[keys, :num_slots, column].nan_to_num(0.0)
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:

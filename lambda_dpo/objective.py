@@ -7,10 +7,13 @@ from typing import Sequence
 
 from torch import Tensor
 
-from lambda_dpo.loss import dpo_loss, lambda_dpo_loss, log_odds, mixed_target, orpo_loss, simpo_loss
+import torch
+
+from lambda_dpo.loss import best_worst_pairs, dpo_loss, lambda_dpo_loss, log_odds, mixed_target, orpo_loss, simpo_loss
 from lambda_dpo.modeling import REDUCTIONS, ResponseLogps
 
 LOSSES = ("lambda_dpo", "dpo", "simpo", "orpo")
+PAIRWISE_LOSSES = ("dpo", "simpo", "orpo")  # they use two responses per prompt: only those are forwarded in training
 
 
 @dataclass
@@ -77,3 +80,27 @@ def compute_objective(
         output = orpo_loss(logps.mean, preference, alpha=config.orpo_alpha, eligible=eligible)
         rewards = log_odds(logps.mean)
     return ObjectiveOutput(output.loss, rewards, {"skipped_pairs": float(output.num_skipped)}, output.valid.sum())
+
+
+def pairwise_batch(batch: dict[str, Tensor], lambdas: Tensor) -> dict[str, Tensor]:
+    """``batch`` cut to each prompt's best and worst response under its λ's mixed target.
+
+    The pairwise losses use only these two, so the other N − 2 need no forward pass. The result
+    has N = 2 (slot 0 the chosen, slot 1 the rejected response; a prompt without a usable pair
+    keeps the two the loss will skip) and ``slots`` ``[B, 2]``: their places in the full batch,
+    where the reference cache looks them up. Sequences are trimmed to the longest kept one.
+    """
+    preference, eligible = mixed_target(batch["targets"], lambdas, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
+    chosen, rejected, _ = best_worst_pairs(preference, eligible)
+    slots = torch.stack([chosen, rejected], dim=1)
+    batch_size, num_slots = batch["response_mask"].shape
+    rows = (torch.arange(batch_size, device=slots.device)[:, None] * num_slots + slots).reshape(-1)
+    length = int(batch["attention_mask"][rows].sum(dim=-1).max())
+    per_dimension = slots[:, None, :].expand(-1, batch["targets"].shape[1], -1)
+    return {
+        **batch,
+        **{name: batch[name][rows, :length] for name in ("input_ids", "attention_mask", "labels")},
+        **{name: batch[name].gather(1, slots) for name in ("response_mask", "response_lengths")},
+        **{name: batch[name].gather(2, per_dimension) for name in ("ratings", "targets", "target_mask")},
+        "slots": slots,
+    }

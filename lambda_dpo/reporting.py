@@ -58,7 +58,7 @@ class TensorBoardReporter:
 class ProgressReporter:
     """A rich progress bar over optimizer steps showing the latest loss and accuracy."""
 
-    SHOWN = ("loss", "top1_accuracy/mixed", "tokens_per_second")
+    SHOWN = ("train/loss", "top1_accuracy/mixed", "train/tokens_per_second")
 
     def __init__(self, total_steps: int | None, *, description: str = "training", console=None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -73,13 +73,27 @@ class ProgressReporter:
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task(description, total=total_steps, latest="")
+        self.description, self.total_steps = description, total_steps
+        self.task = None  # added at the first report, below the bars of the steps before training
         self.started = False
 
-    def report(self, metrics, *, step, checkpoint=None):
-        if not self.started:  # started by the first report, so set-up errors print cleanly
+    def _start(self) -> None:
+        if not self.started:  # started by the first use, so set-up errors print cleanly
             self.progress.start()
             self.started = True
+
+    def track(self, iterable, *, total: int, description: str):
+        """Iterate ``iterable`` with a bar of its own above the training bar (a step before training)."""
+        self._start()
+        task = self.progress.add_task(description, total=total, latest="")
+        for item in iterable:
+            yield item
+            self.progress.advance(task)
+
+    def report(self, metrics, *, step, checkpoint=None):
+        self._start()
+        if self.task is None:
+            self.task = self.progress.add_task(self.description, total=self.total_steps, latest="")
         latest = "  ".join(f"{name}={metrics[name]:.4g}" for name in self.SHOWN if name in metrics)
         self.progress.update(self.task, completed=step, latest=latest)
 
@@ -94,6 +108,12 @@ class Reporters:
     def __init__(self, reporters: Sequence[Reporter]):
         self.reporters = list(reporters)
 
+    def track(self, iterable, *, total: int, description: str):
+        for reporter in self.reporters:
+            if hasattr(reporter, "track"):
+                return reporter.track(iterable, total=total, description=description)
+        return iterable
+
     def report(self, metrics, *, step, checkpoint=None):
         for reporter in self.reporters:
             reporter.report(metrics, step=step, checkpoint=checkpoint)
@@ -101,3 +121,9 @@ class Reporters:
     def close(self):
         for reporter in self.reporters:
             reporter.close()
+
+
+def track(reporter, iterable, *, total: int, description: str):
+    """``iterable``, shown as a progress bar when ``reporter`` can show one (:class:`ProgressReporter`)."""
+    tracker = getattr(reporter, "track", None)
+    return tracker(iterable, total=total, description=description) if tracker else iterable

@@ -32,7 +32,8 @@ from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, 
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator
-from lambda_dpo.data.encoding import EncodedExample, encode_examples
+from lambda_dpo.console import logger
+from lambda_dpo.data.encoding import EncodedExample, encode_with_report
 from lambda_dpo.data.loading import DataConfig, load_examples
 from lambda_dpo.data.records import ListwiseExample
 from lambda_dpo.distributed import data_parallel, global_sum, gradient_sync, on_rank_zero, rank_and_world, rank_zero_first
@@ -48,16 +49,22 @@ from lambda_dpo.modeling import (
     fingerprint,
     is_lora,
     load_base_model,
+    check_vocabulary,
     load_tokenizer,
     resolve_device,
     response_logps,
     sequence_logps,
     to_device,
 )
-from lambda_dpo.objective import LossConfig, compute_objective
-from lambda_dpo.reporting import Reporter
+from lambda_dpo.objective import PAIRWISE_LOSSES, LossConfig, compute_objective, pairwise_batch
+from lambda_dpo.reporting import Reporter, track
 
 TRAINING_STATE = "training_state.pt"
+ON_NONFINITE = ("raise", "skip")
+
+
+class NonFiniteError(ValueError):
+    """Training met a non-finite loss or gradient norm (``optim.on_nonfinite: raise``)."""
 
 
 @dataclass
@@ -72,12 +79,17 @@ class OptimConfig:
     batch_size: int = 4  # prompts per micro-batch (each brings its N responses)
     gradient_accumulation: int = 1
     max_grad_norm: float = 1.0
+    on_nonfinite: str = "raise"  # raise: stop at a non-finite loss or gradient norm | skip: drop that step's update and count it
 
     def __post_init__(self) -> None:
         if self.max_steps <= 0 or self.batch_size <= 0 or self.gradient_accumulation <= 0:
             raise ValueError("optim.max_steps, optim.batch_size and optim.gradient_accumulation must be positive")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"optim.epochs must be positive, got {self.epochs}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"optim.on_nonfinite must be one of {', '.join(ON_NONFINITE)}; got {self.on_nonfinite!r}")
 
     def steps_for(self, num_examples: int) -> "OptimConfig":
         """This config with ``max_steps`` set from ``epochs`` over ``num_examples`` prompts."""
@@ -85,8 +97,6 @@ class OptimConfig:
             return self
         per_step = self.batch_size * self.gradient_accumulation
         return dataclasses.replace(self, max_steps=max(1, math.ceil(self.epochs * num_examples / per_step)))
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 @dataclass
@@ -176,8 +186,12 @@ def load_datasets(config: TrainConfig) -> tuple[list[ListwiseExample], list[List
     return rekey(train_examples), rekey(eval_examples)
 
 
-def encode(examples: list[ListwiseExample], tokenizer, data: DataConfig) -> list[EncodedExample]:
-    return encode_examples(examples, tokenizer, max_prompt_length=data.max_prompt_length, max_length=data.max_length)
+def encode(examples: list[ListwiseExample], tokenizer, data: DataConfig, *, name: str = "data") -> list[EncodedExample]:
+    """Token ids of ``examples``; a warning says how many prompts and responses were cut to fit."""
+    encoded, report = encode_with_report(examples, tokenizer, max_prompt_length=data.max_prompt_length, max_length=data.max_length)
+    if report.summary(name):
+        logger.warning(report.summary(name))
+    return encoded
 
 
 def example_texts(examples: list[ListwiseExample]):
@@ -266,7 +280,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, confi
 # ----------------------------------------------------------------------------- model
 
 
-def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train_set, collator, sampler, device, autocast, conditioner):
+def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train_set, collator, sampler, device, autocast, conditioner, reporter=None):
     """The base model the preference stage starts from, saved under ``run_dir/reference`` when
     it differs from ``model.name_or_path`` (random init, SFT warm start). Reused on resume."""
     saved = run_dir / "reference"
@@ -275,7 +289,7 @@ def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train
     seed_everything(config.seed)
     base = load_base_model(config.model, vocab_size=len(tokenizer))
     if config.sft.steps:
-        base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast, conditioner)
+        base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast, conditioner, reporter)
     if config.model.uses_random_init() or config.sft.steps:
         base.save_pretrained(saved, safe_serialization=True)
     return base
@@ -307,7 +321,7 @@ def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditio
     return PromptConditioner(examples, tokenizer, config.data.dimensions, config.data.max_prompt_length)
 
 
-def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast, conditioner):
+def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast, conditioner, reporter=None):
     """NLL on each prompt's best response under its λ's mixed target (through a LoRA adapter
     merged back into the base when LoRA is on, so the reference is the warm-started model).
 
@@ -319,7 +333,7 @@ def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, devi
     model.train()
     optimizer, scheduler = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
     prompt_forms = [None] if conditioner is None else [conditioner, None]
-    for step in range(config.sft.steps):
+    for step in track(reporter, range(config.sft.steps), total=config.sft.steps, description="SFT warm start"):
         indices, epoch = batch_order(len(train_set), config.sft.batch_size, config.seed + 1, step)
         for form in prompt_forms:
             batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, form)
@@ -390,13 +404,19 @@ def autocast_context(device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def fill_reference_cache(config: TrainConfig, run_dir: Path, name: str, encoded: list[EncodedExample], base, collator, device, autocast) -> ReferenceCache:
-    """Reference log-probs of ``encoded`` under ``base``, read from ``run_dir`` when already computed."""
+def fill_reference_cache(
+    config: TrainConfig, run_dir: Path, name: str, encoded: list[EncodedExample], base, collator, device, autocast, reporter: Reporter | None = None
+) -> ReferenceCache:
+    """Reference log-probs of ``encoded`` under ``base``, read from ``run_dir`` when already computed
+    (progress shown through ``reporter`` while it computes)."""
     lengths = (config.data.max_prompt_length, config.data.max_length)
     key = fingerprint(config.model, config.sft, config.seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
     cache = ReferenceCache(run_dir / "reference_logps" / f"{name}.pt", key)
     size = config.eval.batch_size
-    batches = (collator(encoded[i : i + size]) for i in range(0, len(encoded), size))
+    starts = range(0, len(encoded), size)
+    if not cache.load():
+        starts = track(reporter, starts, total=len(starts), description=f"reference log-probs ({name}, {len(encoded)} prompts)")
+    batches = (collator(encoded[i : i + size]) for i in starts)
     with autocast:
         cache.fill(base, batches, len(encoded), max(len(e.response_ids) for e in encoded), device)
     return cache
@@ -448,17 +468,18 @@ def train(
             save_config(config, run_dir)
         dimensions = list(config.data.dimensions)
         tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, train_examples), saved=run_dir / "tokenizer")
-        train_set = encode(train_examples, tokenizer, config.data)
-        eval_set = encode(eval_examples, tokenizer, config.data)
+        check_vocabulary(config.model, tokenizer)
+        train_set = encode(train_examples, tokenizer, config.data, name="training data")
+        eval_set = encode(eval_examples, tokenizer, config.data, name="held-out data")
         collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
         sampler = build_sampler(config.lambdas, dimensions)
         eval_lambda = config.eval.mixed_lambda(len(dimensions))
 
         # Reference: the base after the optional warm start; its log-probs computed once per split.
         conditioners = {"train": make_conditioner(config, train_examples, tokenizer), "eval": make_conditioner(config, eval_examples, tokenizer)}
-        base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast, conditioners["train"])
+        base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast, conditioners["train"], reporter)
         caches = {
-            split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast)
+            split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast, reporter)
             for split, encoded in (("train", train_set), ("eval", eval_set))
         }
 
@@ -487,14 +508,18 @@ def train(
 
     optim = config.optim
     window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
+    last_finite: tuple[int, float, float] | None = None  # (step, loss, gradient norm) of the newest finite step
+    skipped_steps = 0
     for step in range(start_step + 1, optim.max_steps + 1):
         started = time.perf_counter()
-        step_loss = 0.0
+        step_loss, problems = 0.0, []
         for micro in range(optim.gradient_accumulation):
             indices, epoch = batch_order(len(train_set), optim.batch_size, config.seed, (step - 1) * optim.gradient_accumulation + micro)
             batch, lambdas = training_batch(train_set, indices[rank::world], epoch, sampler, config, collator, conditioners["train"])
+            if config.loss.name in PAIRWISE_LOSSES:  # forward only the two responses the loss uses
+                batch = pairwise_batch(batch, lambdas)
             batch, lambdas = to_device(batch, device), lambdas.to(device)
-            reference = caches["train"].lookup(batch["example_keys"], batch["response_mask"].shape[1], config.loss.logp_reduction).to(device)
+            reference = caches["train"].lookup(batch["example_keys"], batch["response_mask"].shape[1], config.loss.logp_reduction, slots=batch.get("slots")).to(device)
             with gradient_sync(trainable, micro == optim.gradient_accumulation - 1):
                 with autocast:
                     logps = response_logps(trainable, batch)
@@ -503,26 +528,37 @@ def train(
                 (objective.loss * shard_weight / optim.gradient_accumulation).backward()
             step_loss += loss / optim.gradient_accumulation
             window["tokens"] += int(logps.tokens.sum())
+            problems += nonfinite_terms(logps, batch["response_mask"], objective)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
-        optimizer.step()
+        finite = math.isfinite(step_loss) and bool(torch.isfinite(grad_norm))
+        if finite:
+            optimizer.step()
+            last_finite = (step, step_loss, float(grad_norm))
+        elif optim.on_nonfinite == "raise":
+            raise NonFiniteError(nonfinite_message(step, step_loss, float(grad_norm), problems, last_finite))
+        else:
+            skipped_steps += 1
+            logger.warning(nonfinite_message(step, step_loss, float(grad_norm), problems, last_finite) + "; the step's update is skipped (optim.on_nonfinite: skip)")
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        window["loss"] += step_loss
+        if finite:
+            window["loss"] += step_loss
+            window["steps"] += 1
         window["time"] += time.perf_counter() - started
-        window["steps"] += 1
 
         metrics = {}
         if step % config.log_every == 0 or step == optim.max_steps:
             metrics = {
-                "train/loss": window["loss"] / window["steps"],
+                "train/loss": window["loss"] / window["steps"] if window["steps"] else float("nan"),
                 "train/grad_norm": float(grad_norm),
                 "train/learning_rate": scheduler.get_last_lr()[0],
-                "tokens_per_second": float(global_sum(torch.tensor(float(window["tokens"])))) / max(window["time"], 1e-9),
-                "peak_memory_mb": peak_memory_mb(device),
+                "train/tokens_per_second": float(global_sum(torch.tensor(float(window["tokens"])))) / max(window["time"], 1e-9),
+                "train/peak_memory_mb": peak_memory_mb(device),
+                "train/skipped_steps": float(skipped_steps),
             }
             window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
         if config.eval.every and step % config.eval.every == 0 and step != optim.max_steps:
-            metrics |= {f"eval/{name}": value for name, value in evaluate().items()}
+            metrics |= {name if name.startswith("eval/") else f"eval/{name}": value for name, value in evaluate().items()}
         checkpoint = None
         saving = config.save_every and step % config.save_every == 0 or step == optim.max_steps
         if saving and rank == 0:
@@ -542,6 +578,25 @@ def train(
     if start_step >= optim.max_steps:  # resumed from the final checkpoint: nothing left to train
         final = json.loads((run_dir / "eval.json").read_text())["metrics"]
     return TrainResult(run_dir=run_dir, checkpoint=latest_checkpoint(run_dir), metrics=final)
+
+
+def nonfinite_terms(logps, response_mask: Tensor, objective) -> list[str]:
+    """What is non-finite in one micro-batch: the policy's log-probs, or a term of the loss."""
+    found = []
+    bad = int((~torch.isfinite(logps.sum) & response_mask).sum())
+    if bad:
+        found.append(f"the policy's log-probs are non-finite for {bad} of {int(response_mask.sum())} responses")
+    if not torch.isfinite(objective.loss.detach()).all():
+        terms = [name for name, value in objective.metrics.items() if name.startswith("loss/") and not math.isfinite(value)]
+        found.append("the loss is non-finite" + (f" (in {', '.join(terms)})" if terms else ""))
+    return found
+
+
+def nonfinite_message(step: int, loss: float, grad_norm: float, problems: list[str], last_finite: tuple[int, float, float] | None) -> str:
+    """The error of a non-finite step: which term, and the newest finite values to compare with."""
+    what = "; ".join(dict.fromkeys(problems)) or "the gradient norm is non-finite"
+    last = f"last finite: step {last_finite[0]}, loss {last_finite[1]:.6g}, gradient norm {last_finite[2]:.6g}" if last_finite else "no step before it was finite"
+    return f"step {step}: loss {loss}, gradient norm {grad_norm}: {what}; {last}"
 
 
 def global_batch_mean(objective) -> tuple[float, float]:

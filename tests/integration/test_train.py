@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 TINY = "configs/train/tiny.yaml"
 # A small, fast variant of the tiny default for the behaviour tests.
 SMALL = ["data.source=synthetic:160", "optim.max_steps=12", "sft.steps=4", "eval.every=0", "log_every=2", "eval.fraction=0.2"]
-VOLATILE = ("tokens_per_second", "peak_memory_mb")
+VOLATILE = ("eval/tokens_per_second", "eval/peak_memory_mb")
 
 
 def small_config(output_dir: Path, *overrides: str) -> TrainConfig:

@@ -32,13 +32,15 @@ def test_conditioned_prompts_carry_lambda_as_the_system_message_and_keep_respons
     assert encoded[0].prompt_ids != conditioned[0].prompt_ids  # the plain prompt (the reference's) is untouched
 
 
-def test_a_long_prompt_keeps_its_preamble_and_its_end(tiny_tokenizer):
+def test_a_long_prompt_keeps_its_preamble_and_the_same_content_as_its_plain_form(tiny_tokenizer):
     long = example(0, "The quick brown fox jumps over the lazy dog. " * 10 + "Final question?")
-    encoded = encode_examples([long], tiny_tokenizer, max_prompt_length=12, max_length=40)
-    conditioned = PromptConditioner([long], tiny_tokenizer, DIMENSIONS, max_prompt_length=12)(encoded, np.array([[0.5, 0.5]]))[0]
-    text = tiny_tokenizer.decode(conditioned.prompt_ids)
+    encoded = encode_examples([long], tiny_tokenizer, max_prompt_length=16, max_length=40)
+    conditioned = PromptConditioner([long], tiny_tokenizer, DIMENSIONS, max_prompt_length=16)(encoded, np.array([[0.5, 0.5]]))[0]
+    text, plain = tiny_tokenizer.decode(conditioned.prompt_ids), tiny_tokenizer.decode(encoded[0].prompt_ids)
     assert "helpfulness=0.50 honesty=0.50" in text and text.endswith("<|assistant|>") and "Final question?" in text
     assert "The quick brown fox jumps over the lazy dog. The quick" not in text
+    assert plain.startswith("<s><|user|>") and len(encoded[0].prompt_ids) == 16  # the template's head is kept, the content cut
+    assert text.split("<|user|>")[1] == plain.split("<|user|>")[1]  # the preamble comes on top of the plain budget
 
 
 def test_steerability_scalar():

@@ -20,7 +20,7 @@ def test_every_shipped_train_config_loads(path):
 
 def test_the_tiny_config_loads():
     config = load_config(TrainConfig, TINY)
-    assert config.model.random_init and config.data.source.startswith("synthetic:") and config.sft.steps > 0
+    assert config.model.uses_random_init() and config.data.source.startswith("synthetic:") and config.sft.steps > 0
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lambda_dpo.data import IGNORE_INDEX, ListwiseCollator, ListwiseExample, encode_examples, render_prompt
+from lambda_dpo.data.encoding import encode_with_report
 
 NAN = math.nan
 
@@ -45,7 +46,8 @@ def test_each_response_is_tokenised_once(tiny_tokenizer, examples):
     encode_examples(examples, counting, max_prompt_length=64, max_length=128)
     responses = [r for e in examples for r in e.responses]
     prompts = [render_prompt(e.prompt, tiny_tokenizer) for e in examples]
-    assert sorted(counting.texts) == sorted(responses + prompts)
+    frame_probes = [render_prompt(text, tiny_tokenizer) for text in ("a", "Zq z")]  # the template's extent, measured once
+    assert sorted(counting.texts) == sorted(responses + prompts + frame_probes)
 
 
 def test_batch_holds_b_times_n_sequences_not_b_times_m_times_n(tiny_tokenizer, examples):
@@ -96,10 +98,20 @@ def test_targets_respect_na_and_padding(tiny_tokenizer, examples):
     assert torch.allclose(sums[batch["target_mask"].any(dim=-1)], torch.tensor(1.0))
 
 
-def test_truncation_keeps_the_end_of_the_prompt_and_fits_max_length(tiny_tokenizer, examples):
-    encoded = encode_examples(examples, tiny_tokenizer, max_prompt_length=4, max_length=10)
+def test_truncation_keeps_the_template_head_and_the_end_of_the_prompt_and_fits_max_length(tiny_tokenizer, examples):
+    encoded, report = encode_with_report(examples, tiny_tokenizer, max_prompt_length=6, max_length=10)
     full = encode_examples(examples, tiny_tokenizer, max_prompt_length=64, max_length=128)
-    assert encoded[0].prompt_ids == full[0].prompt_ids[-4:]
+    head = 2  # "<s><|user|>": the template's own tokens are never cut
+    assert encoded[0].prompt_ids == full[0].prompt_ids[:head] + full[0].prompt_ids[-(6 - head):]
     assert all(len(encoded[0].prompt_ids) + len(r) <= 10 for r in encoded[0].response_ids)
+    assert report.prompts == len(examples) and report.prompts_cut == sum(len(e.prompt_ids) > 6 for e in full)
+    assert report.responses_cut == sum(len(e.prompt_ids[:6]) + len(r) > 10 for e in full for r in e.response_ids)
+    assert "lost the start of their text to data.max_prompt_length" in report.summary("train")
     with pytest.raises(ValueError, match="must be larger than max_prompt_length"):
         encode_examples(examples, tiny_tokenizer, max_prompt_length=8, max_length=8)
+
+
+def test_a_prompt_budget_that_cannot_hold_the_template_is_an_error(tiny_tokenizer, examples):
+    with pytest.raises(ValueError, match=r"data.max_prompt_length is 4, but the chat template alone takes 4 tokens"):
+        encode_examples(examples, tiny_tokenizer, max_prompt_length=4, max_length=10)
+    assert encode_with_report(examples, tiny_tokenizer, max_prompt_length=64, max_length=128)[1].summary("train") is None
