@@ -14,6 +14,9 @@ that peak memory is its own. Prints response tokens/s, peak memory and the speed
     python benchmarks/train_throughput.py --model-config configs/models/llama3.2-1b-shape --keep-vocab \
         --device cuda --batch-size 8 --lora-r 8      # a real-size model, random weights, real vocab
     python benchmarks/train_throughput.py --variants ours "ours, λ-conditioned"   # the cost of conditioning: prompt
+    python benchmarks/train_throughput.py --model smollm2-135m-instruct --lora-r 8 --threads 2 --batch-size 2 \
+        --data lambda_dpo/data/examples/verifiable-smollm2-135m.jsonl \
+        --dimensions instruction_following,correctness,conciseness,detail   # a pretrained model, its own tokenizer, real text
 """
 
 from __future__ import annotations
@@ -34,7 +37,17 @@ from lambda_dpo.data.loading import load_examples
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS
 from lambda_dpo.loss import lambda_dpo_loss
 from lambda_dpo.metrics import peak_memory_mb
-from lambda_dpo.modeling import LoraConfig, ModelConfig, ReferenceCache, add_lora, load_base_model, response_logps, sequence_logps, to_device
+from lambda_dpo.modeling import (
+    LoraConfig,
+    ModelConfig,
+    ReferenceCache,
+    add_lora,
+    load_base_model,
+    load_tokenizer,
+    response_logps,
+    sequence_logps,
+    to_device,
+)
 from lambda_dpo.tiny import train_tokenizer
 from lambda_dpo.train import autocast_context, example_texts, seed_everything
 
@@ -43,15 +56,26 @@ CONDITIONED = "ours, λ-conditioned"
 
 
 def build(args):
+    """Examples, tokenizer and model: a pretrained ``--model`` with its own tokenizer, or the
+    ``--model-config`` architecture with random weights and a tokenizer trained on the data."""
     torch.set_num_threads(args.threads)
     seed_everything(0)
-    examples, _ = load_examples(f"synthetic:{args.batch_size * (args.steps + args.warmup)}", dimensions=DEFAULT_DIMENSIONS)
-    texts = list(example_texts(examples))
-    if CONDITIONED in args.variants:  # as `conditioning: prompt` trains it, for every variant of the run alike
-        texts += preamble_corpus(DEFAULT_DIMENSIONS, seed=0)
-    tokenizer = train_tokenizer(texts, vocab_size=512)
-    config = ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype)
-    model = load_base_model(config, vocab_size=None if args.keep_vocab else len(tokenizer))
+    needed = args.batch_size * (args.steps + args.warmup)
+    source = args.data or f"synthetic:{needed}"
+    examples, _ = load_examples(source, dimensions=args.dimensions, limit=needed)
+    if len(examples) < needed:
+        raise SystemExit(f"{source} has {len(examples)} examples; {needed} are needed ({args.steps} + {args.warmup} steps of {args.batch_size})")
+    if args.model:
+        config = ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype)
+        tokenizer = load_tokenizer(config)
+        model = load_base_model(config)
+    else:
+        texts = list(example_texts(examples))
+        if CONDITIONED in args.variants:  # as `conditioning: prompt` trains it, for every variant of the run alike
+            texts += preamble_corpus(args.dimensions, seed=0)
+        tokenizer = train_tokenizer(texts, vocab_size=512)
+        config = ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype)
+        model = load_base_model(config, vocab_size=None if args.keep_vocab else len(tokenizer))
     if args.lora_r:
         model = add_lora(model, LoraConfig(enabled=True, r=args.lora_r, alpha=2 * args.lora_r))
     model.train()
@@ -67,14 +91,15 @@ def run_ours(args, conditioned: bool = False) -> dict:
     with its own λ ~ Dir(0.5) in the preamble, the reference read from the plain-prompt cache."""
     examples, tokenizer, model = build(args)
     device = next(model.parameters()).device
-    encoded = encode_examples(examples, tokenizer, max_prompt_length=64, max_length=160)
+    encoded = encode_examples(examples, tokenizer, max_prompt_length=args.max_prompt_length, max_length=args.max_length)
     collator = ListwiseCollator(tokenizer.pad_token_id)
     cache = ReferenceCache(None, "benchmark")
-    cache.fill(model, (collator(chunk) for chunk in batches_of(encoded, args.batch_size)), len(encoded), 4, device)
+    slots = max(len(e.response_ids) for e in encoded)
+    cache.fill(model, (collator(chunk) for chunk in batches_of(encoded, args.batch_size)), len(encoded), slots, device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    m = len(DEFAULT_DIMENSIONS)
+    m = len(args.dimensions)
     centroid = torch.full((args.batch_size, m), 1 / m, device=device)
-    conditioner = PromptConditioner(examples, tokenizer, DEFAULT_DIMENSIONS, max_prompt_length=64) if conditioned else None
+    conditioner = PromptConditioner(examples, tokenizer, args.dimensions, max_prompt_length=args.max_prompt_length) if conditioned else None
     draws = np.random.default_rng(0)
 
     def step(chunk):
@@ -85,7 +110,7 @@ def run_ours(args, conditioned: bool = False) -> dict:
             chunk = conditioner(chunk, weights)
             lambdas = torch.as_tensor(weights, dtype=torch.float32, device=device)
         batch = to_device(collator(chunk), device)
-        reference = cache.lookup(batch["example_keys"], 4, "mean").to(device)
+        reference = cache.lookup(batch["example_keys"], batch["response_mask"].shape[1], "mean").to(device)
         with autocast_context(device):
             logps = response_logps(model, batch)
         output = lambda_dpo_loss(logps.mean, reference, batch["targets"], lambdas, beta=0.1, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
@@ -103,7 +128,7 @@ def run_naive(args) -> dict:
     reference_model = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     collator = ListwiseCollator(tokenizer.pad_token_id)
-    encoded = encode_examples(examples, tokenizer, max_prompt_length=64, max_length=160)
+    encoded = encode_examples(examples, tokenizer, max_prompt_length=args.max_prompt_length, max_length=args.max_length)
 
     def sequence_logp(network, ids, labels):
         logits = network(input_ids=ids[None], use_cache=False).logits
@@ -115,7 +140,7 @@ def run_naive(args) -> dict:
         policy_rows, reference_rows, tokens = [], [], 0
         for example in chunk:
             prompt = render_prompt(example.prompt, tokenizer)
-            for _dimension in DEFAULT_DIMENSIONS:
+            for _dimension in args.dimensions:
                 # Tokenised and padded once per dimension, as the paper's code does.
                 texts = [prompt + response + tokenizer.eos_token for response in example.responses]
                 encoded_texts = tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
@@ -128,7 +153,7 @@ def run_naive(args) -> dict:
                         with torch.no_grad():
                             reference_rows.append(sequence_logp(reference_model, ids, row_labels))
             tokens += sum(len(r) for r in encoded[example.key].response_ids)
-        m, n = len(DEFAULT_DIMENSIONS), 4
+        m, n = len(args.dimensions), len(chunk[0].responses)
         policy = torch.stack(policy_rows).view(len(chunk), m, n)
         reference = torch.stack(reference_rows).view(len(chunk), m, n)
         batch = to_device(targets, device)
@@ -168,9 +193,15 @@ def timed(step, batches, args, device) -> dict:
     return {"tokens_per_second": tokens / elapsed, "seconds_per_step": elapsed / args.steps, "peak_memory_mb": peak_memory_mb(device)}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-config", default="configs/models/tiny-llama", help="directory with a transformers config.json (random weights)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model-config", default="configs/models/tiny-llama", help="directory with a transformers config.json (random weights)")
+    source.add_argument("--model", help="a pretrained model (registered name, directory or hub id): its own weights and tokenizer")
+    parser.add_argument("--data", help="preference data (default: the synthetic tiny data)")
+    parser.add_argument("--dimensions", type=lambda text: text.split(","), default=list(DEFAULT_DIMENSIONS), help="comma-separated rating dimensions of --data")
+    parser.add_argument("--max-prompt-length", type=int, default=128)
+    parser.add_argument("--max-length", type=int, default=320)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per step (4 responses each)")
@@ -181,14 +212,21 @@ def main(argv=None) -> int:
     parser.add_argument("--lora-r", type=int, default=0, help="train a LoRA adapter of this rank on all linear layers (0: full fine-tune)")
     parser.add_argument("--variants", nargs="+", default=["ours", "naive (paper)"], choices=list(VARIANTS))
     args = parser.parse_args(argv)
+    if args.model and args.keep_vocab:
+        parser.error("--keep-vocab is for --model-config; a --model keeps its own vocabulary")
+    return args
 
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     results = {}
     context = multiprocessing.get_context("spawn")
     for name in args.variants:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             results[name] = pool.submit(VARIANTS[name], args).result()
     lora = f"LoRA r{args.lora_r}" if args.lora_r else "full fine-tune"
-    print(f"workload: {args.model_config} ({lora}), {args.batch_size} prompts × 4 responses per step, {args.steps} timed steps, device {args.device}")
+    model = f"{args.model} (pretrained)" if args.model else f"{args.model_config} (random weights)"
+    print(f"workload: {model}, {lora}, {args.data or 'synthetic data'}, {args.batch_size} prompts per step, {args.steps} timed steps, device {args.device}")
     print(f"{'step':<22}{'response tokens/s':>20}{'s/step':>10}{'peak memory MB':>16}")
     for name, row in results.items():
         print(f"{name:<22}{row['tokens_per_second']:>20,.0f}{row['seconds_per_step']:>10.3f}{row['peak_memory_mb']:>16,.0f}")

@@ -35,3 +35,19 @@ def tiny_tokenizer():
         "Write a haiku about autumn leaves falling slowly.",
     ] * 20
     return train_tokenizer(corpus, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory, tiny_tokenizer):
+    """An ordinary pretrained-model directory (weights, tokenizer with a chat template), made here:
+    the tiny Llama with random weights, saved as a hub download would be."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    directory = tmp_path_factory.mktemp("tiny-pretrained")
+    config = AutoConfig.from_pretrained("configs/models/tiny-llama")
+    config.vocab_size = len(tiny_tokenizer)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    tiny_tokenizer.save_pretrained(directory)
+    return directory
