@@ -115,6 +115,10 @@ def command_evaluate(args) -> int:
     eval_lambda = parse_numbers(args.eval_lambda, name="--lambda") if args.eval_lambda else None
     if args.steerability and eval_lambda is not None:
         raise ValueError("--steerability evaluates at every vertex and the centroid; leave --lambda out")
+    if args.generate:
+        return evaluate_by_generation(args, checkpoint, eval_lambda, console)
+    if args.reference:
+        raise ValueError("--reference scores the reference model's generations: use it with --generate")
     out = Path(args.out) if args.out else checkpoint / ("steerability.json" if args.steerability else "evaluation.json")
     with console.status(f"evaluating {checkpoint}"):
         evaluate = checkpoint_evaluator(checkpoint, data=args.data)
@@ -133,6 +137,78 @@ def command_evaluate(args) -> int:
     out.write_text(json.dumps({"checkpoint": str(checkpoint), "data": args.data, **payload}, indent=2))
     console.print(f"written to {out}")
     return 0
+
+
+def evaluate_by_generation(args, checkpoint: Path, eval_lambda, console) -> int:
+    """``evaluate --generate``: greedy responses to the held-out prompts, scored by the verifiers."""
+    from lambda_dpo.train import checkpoint_generations, write_rows
+
+    if args.steerability:
+        raise ValueError("--steerability ranks the held-out responses; leave it out with --generate")
+    tag = "-reference" if args.reference else ""
+    tag += "-lambda-" + "-".join(f"{w:g}" for w in eval_lambda) if eval_lambda is not None else ""
+    out = Path(args.out) if args.out else checkpoint / f"generation{tag}.json"
+    reporter = ProgressReporter(None, console=console)
+    try:
+        scores = checkpoint_generations(checkpoint, data=args.data, weights=eval_lambda, reference=args.reference, max_new_tokens=args.max_new_tokens, reporter=reporter)
+    finally:
+        reporter.close()
+    which = "the reference model of " if args.reference else ""
+    console.print(generation_table(scores, title=f"generations of {which}{checkpoint}, scored by the verifiers (95% bootstrap interval over prompts)"))
+    rows_path = out.with_suffix(".jsonl")
+    write_rows(rows_path, scores.rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": str(checkpoint), "reference": args.reference, "data": args.data, "lambda": eval_lambda,
+                               "metrics": scores.metrics, "responses": str(rows_path)}, indent=2))
+    console.print(f"written to {out} (each prompt's response and scores: {rows_path})")
+    return 0
+
+
+def generation_table(scores, *, title: str) -> Table:
+    from lambda_dpo.verifiable.scoring import PREFIX, bootstrap_interval, metric_values
+
+    table = Table(title=title)
+    for column in ("metric", "mean", "95% interval", "prompts"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, value in scores.metrics.items():
+        if name.startswith(PREFIX):
+            values = metric_values(scores.rows, name)
+            low, high = bootstrap_interval(values)
+            table.add_row(name, _format(value), f"{_format(low)} – {_format(high)}", str(sum(v is not None for v in values)))
+        else:
+            table.add_row(name, _format(value), "", str(len(scores.rows)))
+    return table
+
+
+def command_compare(args) -> int:
+    """``compare A.jsonl B.jsonl``: paired differences of two generation score files on the same prompts."""
+    from lambda_dpo.verifiable.scoring import PREFIX, paired_difference
+
+    first, second = (read_rows(Path(path)) for path in (args.first, args.second))
+    metrics = args.metrics or sorted({f"{PREFIX}{name}" for row in first for name in row["scores"]}) + [f"{PREFIX}mixed"]
+    table = Table(title=f"{args.first} − {args.second} (paired over prompts, 95% bootstrap interval)")
+    for column in ("metric", "difference", "95% interval", "prompts"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric in metrics:
+        mean, (low, high), count = paired_difference(first, second, metric)
+        table.add_row(metric, f"{mean:+.4f}", f"{low:+.4f} – {high:+.4f}", str(count))
+    make_console().print(table)
+    return 0
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (evaluate --generate writes CHECKPOINT/generation*.jsonl)")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{number}: not valid JSON") from None
+        if not isinstance(row, dict) or not {"record_id", "scores", "mixed"} <= set(row):
+            raise ValueError(f"{path}:{number}: not a generation score row (record_id, scores, mixed)")
+        rows.append(row)
+    return rows
 
 
 def benchmark_table(metrics: dict[str, float], *, title: str) -> Table:
@@ -264,8 +340,17 @@ def add_train_parsers(subparsers) -> None:
     evaluate.add_argument("--data", help="data source (default: the run's held-out split)")
     evaluate.add_argument("--lambda", dest="eval_lambda", help="λ of the mixed target, e.g. 0.4,0.3,0.2,0.1 (default: the run's eval.weights)")
     evaluate.add_argument("--steerability", action="store_true", help="evaluate at every vertex λ and the centroid: the steerability matrix and scalar")
-    evaluate.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json or steerability.json)")
+    evaluate.add_argument("--generate", action="store_true", help="generate greedily on the held-out prompts and score the responses with the verifiers (verifiable/*)")
+    evaluate.add_argument("--reference", action="store_true", help="with --generate: score the run's reference model (what the fine-tune started from) instead")
+    evaluate.add_argument("--max-new-tokens", type=int, help="with --generate: the longest response (default: the run's eval.max_new_tokens)")
+    evaluate.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json, steerability.json or generation*.json)")
     evaluate.set_defaults(handler=command_evaluate)
+
+    compare = subparsers.add_parser("compare", help="paired difference of two `evaluate --generate` score files on the same prompts, with bootstrap intervals")
+    compare.add_argument("first", help="a generation*.jsonl (e.g. CHECKPOINT/generation.jsonl)")
+    compare.add_argument("second", help="another, on the same prompts (e.g. CHECKPOINT/generation-reference.jsonl)")
+    compare.add_argument("--metrics", nargs="+", help="verifiable/<dimension> or verifiable/mixed (default: all)")
+    compare.set_defaults(handler=command_compare)
 
     benchmark = subparsers.add_parser("benchmark", help="score a checkpoint on lm-eval benchmarks (configs/eval/paper.yaml: the paper's six)")
     benchmark.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/step-N)")

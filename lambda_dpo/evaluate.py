@@ -32,12 +32,16 @@ class EvalConfig:
     weights: Optional[List[float]] = None  # λ of the mixed target; None = the centroid (1/m, ...)
     every: int = 0  # evaluate every this many steps (0 = at the end only)
     batch_size: int = 16
+    generate: bool = False  # the final evaluation also scores greedy generations with the verifiers (verifiable/*)
+    max_new_tokens: int = 128  # for generate
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
             raise ValueError(f"eval.fraction must be in (0, 1), got {self.fraction}")
         if self.every < 0 or self.batch_size <= 0:
             raise ValueError("eval.every must be ≥ 0 and eval.batch_size positive")
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"eval.max_new_tokens must be positive, got {self.max_new_tokens}")
 
     def mixed_lambda(self, num_dimensions: int) -> np.ndarray:
         if self.weights is None:

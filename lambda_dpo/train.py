@@ -29,11 +29,11 @@ import torch
 from torch import Tensor
 
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
-from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, lambda_preamble, preamble_corpus, steerability
+from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.console import logger
-from lambda_dpo.data.encoding import EncodedExample, encode_with_report
+from lambda_dpo.data.encoding import EncodedExample, encode_with_report, render_prompt
 from lambda_dpo.data.loading import DataConfig, load_examples
 from lambda_dpo.data.records import ListwiseExample
 from lambda_dpo.distributed import data_parallel, global_sum, gradient_sync, on_rank_zero, rank_and_world, rank_zero_first
@@ -60,6 +60,7 @@ from lambda_dpo.objective import PAIRWISE_LOSSES, LossConfig, compute_objective,
 from lambda_dpo.reporting import Reporter, track
 
 TRAINING_STATE = "training_state.pt"
+GENERATIONS = "generations.jsonl"  # per-prompt greedy responses and scores of the final evaluation (eval.generate)
 ON_NONFINITE = ("raise", "skip")
 
 
@@ -141,6 +142,10 @@ class TrainConfig:
         # λ given by the user are checked against the data's dimensions before anything runs.
         build_sampler(self.lambdas, self.data.dimensions)
         self.eval.mixed_lambda(len(self.data.dimensions))
+        if self.eval.generate:
+            from lambda_dpo.verifiable.scoring import check_dimensions
+
+            check_dimensions(self.data.dimensions)
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -565,6 +570,8 @@ def train(
             checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
         if step == optim.max_steps:
             final = evaluate()
+            if config.eval.generate:  # rank 0 generates; the others wait for its numbers
+                final |= on_rank_zero(lambda: final_generation_metrics(config, model, tokenizer, eval_examples, eval_lambda, run_dir / GENERATIONS, reporter))
             if benchmark_tasks is not None:  # rank 0 runs lm-eval; the others wait for its numbers
                 benchmarks = benchmarks_for_policy(config)
                 final |= on_rank_zero(lambda: run_benchmarks(model, tokenizer, benchmarks, manager=benchmark_tasks)["metrics"])
@@ -597,6 +604,41 @@ def nonfinite_message(step: int, loss: float, grad_norm: float, problems: list[s
     what = "; ".join(dict.fromkeys(problems)) or "the gradient norm is non-finite"
     last = f"last finite: step {last_finite[0]}, loss {last_finite[1]:.6g}, gradient norm {last_finite[2]:.6g}" if last_finite else "no step before it was finite"
     return f"step {step}: loss {loss}, gradient norm {grad_norm}: {what}; {last}"
+
+
+def prompt_renderer(config: TrainConfig, tokenizer, weights: Sequence[float] | None):
+    """The prompt text the policy reads at evaluation: plain, or with the λ preamble when the run
+    is λ-conditioned (``weights`` None: a plain prompt, as the reference reads it)."""
+    if config.conditioning == "none" or weights is None:
+        return lambda example: render_prompt(example.prompt, tokenizer)
+    return lambda example: conditioned_prompt(example.prompt, weights, config.data.dimensions, tokenizer)
+
+
+def generation_scores(config: TrainConfig, model, tokenizer, examples, weights, *, plain: bool = False, reporter=None, max_new_tokens: int | None = None):
+    """:class:`~lambda_dpo.verifiable.scoring.GenerationScores` of ``model``'s greedy responses to
+    ``examples`` at the evaluation λ ``weights``.
+
+    plain: the model reads plain prompts (the reference, which never saw a preamble)."""
+    from lambda_dpo.verifiable.scoring import score_generations
+
+    return score_generations(
+        model, tokenizer, examples, weights=list(weights), dimensions=config.data.dimensions,
+        render=prompt_renderer(config, tokenizer, None if plain else weights), max_new_tokens=max_new_tokens or config.eval.max_new_tokens,
+        batch_size=config.eval.batch_size, track=lambda iterable, total, description: track(reporter, iterable, total=total, description=description),
+    )
+
+
+def final_generation_metrics(config: TrainConfig, model, tokenizer, examples, weights, out: Path, reporter=None) -> dict[str, float]:
+    scores = generation_scores(config, model, tokenizer, examples, weights, reporter=reporter)
+    write_rows(out, scores.rows)
+    return scores.metrics
+
+
+def write_rows(path: Path, rows) -> None:
+    """JSON lines, written beside and renamed, so a reader never sees half a file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    partial.replace(path)
 
 
 def global_batch_mean(objective) -> tuple[float, float]:
@@ -688,6 +730,20 @@ def checkpoint_evaluator(checkpoint: Path, *, data: str | None = None):
         )
 
     return evaluate
+
+
+def checkpoint_generations(checkpoint: Path, *, data: str | None = None, weights: Sequence[float] | None = None, reference: bool = False,
+                           max_new_tokens: int | None = None, reporter=None):
+    """Generation scores of a saved checkpoint (or, with ``reference``, of the model it started from)
+    on the run's held-out split or ``data``, at λ ``weights`` (default: the run's ``eval.weights``)."""
+    config, tokenizer, model = load_checkpoint_policy(checkpoint, reference=reference)
+    dimensions = list(config.data.dimensions)
+    if data is None:
+        examples = load_datasets(config)[1]
+    else:
+        examples = rekey(load_examples(data, dimensions=dimensions, format="auto", on_bad_record=config.data.on_bad_record)[0])
+    eval_lambda = config.eval.mixed_lambda(len(dimensions)) if weights is None else validate_lambda(weights, len(dimensions), name="--lambda")
+    return generation_scores(config, model, tokenizer, examples, eval_lambda, plain=reference, reporter=reporter, max_new_tokens=max_new_tokens)
 
 
 def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambda: Sequence[float] | None = None) -> dict[str, float]:

@@ -166,6 +166,8 @@ class SweepConfig:
         if self.objective.startswith(BENCHMARK_PREFIX) and self.objective not in self.train.benchmarks.metric_names():
             offered = ", ".join(self.train.benchmarks.metric_names()) or "none: train.benchmarks.tasks is empty (e.g. train.benchmarks_config=configs/eval/paper.yaml)"
             raise ValueError(f"objective {self.objective} is not a benchmark metric the trials report; they report {offered}")
+        if self.objective.startswith(("verifiable/", "generation/")) and not self.train.eval.generate:
+            raise ValueError(f"objective {self.objective} is scored by generation, which the trials do not run: set train.eval.generate=true")
         m = len(self.train.data.dimensions)
         for k, point in enumerate(self.searcher.initial_points or []):
             validate_lambda(point, m, name=f"searcher.initial_points[{k}]")

@@ -46,3 +46,22 @@ def same_ratings(value: str) -> dict[str, str]:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path
+
+
+def verifiable_records(num_prompts: int, *, seed: int = 0) -> list[dict]:
+    """A small verifiable set (real prompts and verification, responses written by rule) whose
+    ratings differ within every prompt: one response covers the key points, one rambles, one is
+    short and off topic, one is between."""
+    from lambda_dpo.verifiable.build import rated_record
+    from lambda_dpo.verifiable.prompts import ARITHMETIC, build_prompts
+
+    records = []
+    for prompt in build_prompts(num_prompts, seed=seed):
+        facts = prompt.verification.key_points
+        if prompt.verification.kind == ARITHMETIC:
+            good = f"first {facts[0]}, so the answer is {prompt.verification.answer}"
+        else:
+            good = "in short: " + " and ".join(facts) + " matter most"
+        responses = [good, "well, " * 60 + "it depends on many things", "no idea", good.split(",")[0] + " and more"]
+        records.append(rated_record(prompt, responses, [True] * 4))
+    return records

@@ -7,9 +7,9 @@ whether that stops the load or the record is skipped and counted (``on_bad_recor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class ListwiseExample:
     record_id: where the record came from, for messages ("data.jsonl:12").
     prompt: a string or a list of chat messages ``{"role": ..., "content": ...}``.
     ratings: ``[m, N]`` float, NaN where a rating is N/A.
+    metadata: the record's other fields (a verifiable set's ``verification``, UltraFeedback's
+        ``source``), kept for evaluations that need them.
     """
 
     key: int
@@ -44,6 +46,7 @@ class ListwiseExample:
     prompt: Prompt
     responses: tuple[str, ...]
     ratings: np.ndarray
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def num_responses(self) -> int:
@@ -114,7 +117,8 @@ def parse_listwise(record: dict, *, key: int, record_id: str, dimensions: Sequen
             count = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
             raise BadRecordError(record_id, field, f"has {count} ratings for {len(responses)} responses")
         ratings[row] = [_rating_value(value, record_id, f"{field}[{i}]", allow_strings=False) for i, value in enumerate(values)]
-    return ListwiseExample(key, record_id, prompt, responses, ratings)
+    metadata = {name: value for name, value in record.items() if name not in ("prompt", "responses", "ratings")}
+    return ListwiseExample(key, record_id, prompt, responses, ratings, metadata)
 
 
 def _aspect(annotations: dict, dimension: str, record_id: str, field: str) -> dict:

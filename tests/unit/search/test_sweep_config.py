@@ -45,6 +45,8 @@ def test_tiny_sweep_takes_the_tiny_train_config_under_its_own_train_keys():
         ("resources.gpus_per_worker=1.5", "whole number"),
         ("searcher.initial_points=[[0.5,0.6,0,0]]", r"searcher.initial_points\[0\]"),
         ("train_config=configs/train/missing.yaml", "missing.yaml"),
+        ("objective=verifiable/mixed", "scored by generation, which the trials do not run: set train.eval.generate=true"),
+        ("train.eval.generate=true", "have no verifier"),  # the tiny data's dimensions cannot be checked by rule
     ],
 )
 def test_bad_sweep_configs_name_the_key(override, message):
