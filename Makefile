@@ -26,7 +26,7 @@ test: setup
 	$(PY) -m pytest
 
 test-unit: setup
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest -m "not integration and not real_model"
 
 clean:
 	rm -rf $(VENV) runs

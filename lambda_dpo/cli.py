@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*(args.overrides or []), *extra]
     show_warnings()
+    import datasets
+
+    datasets.disable_progress_bars()  # reading a local file takes a moment; its bar is noise
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:

