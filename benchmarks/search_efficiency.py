@@ -153,7 +153,7 @@ def make_landscape(spec: LandscapeSpec, seed: int) -> Landscape:
 
 def build_searcher(name: str, dimensions: list[str], seed: int, budget: int, scheduler_overrides: dict):
     from search.searcher import PolynomialLambdaSearcher, RandomLambdaSearcher, optuna_searcher
-    from search.sweep import SchedulerSettings
+    from search.scheduler import SchedulerSettings
 
     common = dict(metric="objective", mode="max", num_trials=budget, random_state=seed)
     if name == "ours":
@@ -290,7 +290,7 @@ def parse_overrides(items: list[str]) -> dict:
     """``key=value`` pairs for ``SchedulerSettings``, values read as YAML scalars."""
     import yaml
 
-    from search.sweep import SchedulerSettings
+    from search.scheduler import SchedulerSettings
 
     known = {f.name for f in dataclasses.fields(SchedulerSettings)}
     overrides = {}

@@ -15,9 +15,12 @@ logger = logging.getLogger("lambda_dpo")
 
 
 def make_console() -> Console:
+    """A console for people; when piped, lines of text are never wrapped (a log line stays one
+    line whatever its length) and tables get at least 120 columns."""
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, PIPED_WIDTH)
+        console.soft_wrap = True
     return console
 
 

@@ -12,7 +12,9 @@ from rich.table import Table
 from lambda_dpo.commands import add_config_arguments, print_checks
 from lambda_dpo.console import make_console
 
-from search.scheduler import BASES, CANDIDATE_KINDS, REGRESSIONS, TEMPERATURE_SCALES, PolynomialScheduler
+import dataclasses
+
+from search.scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, SchedulerSettings
 
 LAMBDA_PREFIX = "lambda/"
 
@@ -52,27 +54,44 @@ def lambda_columns(table: pd.DataFrame, path, dimensions: list[str] | None, *, e
 
 
 def read_observations(path: str | Path, score: str, dimensions: list[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(dimensions, lambdas [n, d], scores [n])`` from an observations CSV."""
+    """``(dimensions, lambdas [n, d], scores [n])`` from an observations CSV; rows without a finite
+    score (a sweep's errored or interrupted trials) are left out."""
     table = read_csv(path)
     if score not in table.columns:
         raise ValueError(f"{path}: no score column {score!r} (set --score); columns are {list(table.columns)}")
     dimensions, lambdas = lambda_columns(table, path, dimensions, exclude=(score,))
     scores = pd.to_numeric(table[score], errors="coerce").to_numpy(dtype=float)
-    return dimensions, lambdas, scores
+    finite = np.isfinite(scores)
+    if not finite.all():
+        make_console().print(f"{path}: {int((~finite).sum())} of {len(scores)} rows have no finite {score} and are left out")
+    return dimensions, lambdas[finite], scores[finite]
 
 
-DEFAULTS = PolynomialScheduler().get_params()
-# Scheduler parameters that the fit command takes as flags of the same name (dashes for underscores).
-FLAG_PARAMETERS = ("degree", "basis", "regression", "alpha", "kappa", "n_candidates", "dirichlet_alpha",
-                   "grid_resolution", "temperature", "temperature_scale")
+def _settings_from_args(args) -> tuple[SchedulerSettings, str | None]:
+    """The preset with every flag given on the command line on top of it, and the CSV of
+    candidates to score when ``--candidates`` names one."""
+    preset = PRESETS["paper" if args.paper else args.preset]
+    given = {item.name: getattr(args, item.name) for item in dataclasses.fields(SchedulerSettings) if getattr(args, item.name, None) is not None}
+    candidates_file = given.pop("candidates") if given.get("candidates") not in (None, *CANDIDATE_KINDS) else None
+    return dataclasses.replace(preset, **given), candidates_file
 
 
 def _scheduler_from_args(args, dimensions: list[str]) -> PolynomialScheduler:
-    candidates: object = args.candidates
-    if args.candidates not in CANDIDATE_KINDS:
-        _, candidates = lambda_columns(read_csv(args.candidates), args.candidates, dimensions)
-    parameters = {name: getattr(args, name) for name in FLAG_PARAMETERS}
-    return PolynomialScheduler(**parameters, candidates=candidates, dimensions=dimensions, random_state=args.seed)
+    settings, candidates_file = _settings_from_args(args)
+    candidates = lambda_columns(read_csv(candidates_file), candidates_file, dimensions)[1] if candidates_file else None
+    return settings.build(dimensions=dimensions, random_state=args.seed, candidates=candidates)
+
+
+def add_settings_flags(parser) -> None:
+    """A flag per :class:`SchedulerSettings` field, with its help and choices; unset flags keep the preset's value."""
+    defaults = PRESETS["default"]
+    for item in dataclasses.fields(SchedulerSettings):
+        choices = item.metadata.get("choices")
+        kind = {int: int, float: float}.get(type(getattr(defaults, item.name)), float if item.name == "local_bandwidth" else str)
+        help_text = f"{item.metadata['help']} (default {getattr(defaults, item.name)})"
+        if item.name == "candidates":
+            choices, help_text = None, help_text + "; or a CSV of candidate λ to score"
+        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, choices=choices, default=None, help=help_text)
 
 
 def effective_sample_size(probabilities: np.ndarray) -> float:
@@ -151,18 +170,11 @@ def add_schedule_parser(subparsers) -> None:
     fit.add_argument("--score", default="objective", help="name of the score column (default: objective)")
     fit.add_argument("--dimensions", help="comma-separated dimension columns (default: lambda/* columns, else all but the score)")
     fit.add_argument("--out", required=True, help="where to write the schedule JSON")
-    fit.add_argument("--degree", type=int, default=DEFAULTS["degree"])
-    fit.add_argument("--basis", choices=BASES, default=DEFAULTS["basis"])
-    fit.add_argument("--regression", choices=REGRESSIONS, default=DEFAULTS["regression"])
-    fit.add_argument("--alpha", type=float, default=DEFAULTS["alpha"], help="ridge penalty")
-    fit.add_argument("--kappa", type=float, default=DEFAULTS["kappa"], help="exploration weight of the std (bayesian)")
-    fit.add_argument("--candidates", default=DEFAULTS["candidates"], help="dirichlet | grid | a CSV of candidate λ to score")
-    fit.add_argument("--n-candidates", type=int, default=DEFAULTS["n_candidates"])
-    fit.add_argument("--dirichlet-alpha", type=float, default=DEFAULTS["dirichlet_alpha"])
-    fit.add_argument("--grid-resolution", type=int, default=DEFAULTS["grid_resolution"])
-    fit.add_argument("--temperature", type=float, default=DEFAULTS["temperature"], help="τ of softmax(τ·f)")
-    fit.add_argument("--temperature-scale", choices=TEMPERATURE_SCALES, default=DEFAULTS["temperature_scale"])
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                     help="the settings to start from: default (a sweep's) or paper (degree 2, lstsq, τ = 100 on raw scores)")
+    fit.add_argument("--paper", action="store_true", help="the same as --preset paper")
+    add_settings_flags(fit)
+    fit.add_argument("--seed", type=int, default=0, help="draws of the candidates (a sweep uses its searcher.seed, default 0)")
     fit.add_argument("--top", type=int, default=10, help="rows of the summary table")
     fit.set_defaults(handler=command_fit)
 

@@ -8,11 +8,14 @@ back from JSON predicts exactly what the fitted one did.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -86,10 +89,74 @@ def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:
     return names
 
 
+def _setting(default, help: str, choices: tuple[str, ...] | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class SchedulerSettings:
+    """The scheduler's settings: the one home of their defaults, their help and their checks.
+
+    The ``polynomial`` searcher, the sweep's ``schedule.json``, the ``schedule fit`` command and
+    :class:`PolynomialScheduler`'s own defaults all read them from here. The defaults were chosen
+    on the search-efficiency benchmark (benchmarks/README.md): a cubic under a stronger ridge and
+    1,000 candidates near the best trial and the fitted maximum found good λ faster than the
+    paper's quadratic with τ = 100 on raw scores (:data:`PRESETS` ``paper``).
+    """
+
+    degree: int = _setting(3, "polynomial degree p (the paper: 2)")
+    basis: str = _setting("monomial", "monomial: every monomial of degree ≤ p (the paper's); scheffe: the full-rank mixture basis", BASES)
+    regression: str = _setting("ridge", "lstsq: minimum-norm least squares; ridge: L2 penalty alpha; bayesian: candidates scored by mean + kappa·std", REGRESSIONS)
+    alpha: float = _setting(1e-2, "ridge penalty")
+    kappa: float = _setting(1.0, "exploration weight of the predictive std (bayesian)")
+    candidates: str = _setting("dirichlet", "dirichlet: n_candidates draws from Dir(dirichlet_alpha); grid: the simplex lattice of grid_resolution", CANDIDATE_KINDS)
+    n_candidates: int = _setting(2000, "Dirichlet candidates")
+    dirichlet_alpha: float = _setting(1.0, "concentration of the Dirichlet candidates (1: uniform on the simplex)")
+    grid_resolution: int = _setting(10, "steps per side of the grid candidates")
+    local_candidates: int = _setting(1000, "extra candidates near the best observed λ and the fitted maximum (half each)")
+    local_concentration: float = _setting(50.0, "how tightly the local candidates gather (std ≈ √(λ(1−λ)/c))")
+    local_bandwidth: Optional[float] = _setting(None, "if set, observations weighted by exp(−½(‖λ − λ_best‖/h)²) around the best observed λ")
+    temperature: float = _setting(3.0, "τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
+    temperature_scale: str = _setting("std", "raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", TEMPERATURE_SCALES)
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            choices = item.metadata.get("choices")
+            if choices and getattr(self, item.name) not in choices:
+                raise ValueError(f"{item.name} must be one of {', '.join(choices)}; got {getattr(self, item.name)!r}")
+        if self.degree < 1:
+            raise ValueError(f"degree must be >= 1, got {self.degree}")
+        if self.temperature < 0 or not math.isfinite(self.temperature):
+            raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
+        if self.local_bandwidth is not None and not self.local_bandwidth > 0:
+            raise ValueError(f"local_bandwidth must be > 0 or None, got {self.local_bandwidth}")
+        if self.local_candidates < 0 or self.local_concentration <= 0:
+            raise ValueError(f"local_candidates must be >= 0 and local_concentration > 0, got {self.local_candidates}, {self.local_concentration}")
+        if self.alpha < 0 or self.kappa < 0:
+            raise ValueError(f"alpha and kappa must be >= 0, got alpha={self.alpha}, kappa={self.kappa}")
+        if self.n_candidates < 1 or self.dirichlet_alpha <= 0 or self.grid_resolution < 1:
+            raise ValueError(f"n_candidates and grid_resolution must be >= 1 and dirichlet_alpha > 0, got {self.n_candidates}, {self.grid_resolution}, {self.dirichlet_alpha}")
+
+    def build(self, dimensions=None, random_state=None, candidates=None) -> "PolynomialScheduler":
+        """An unfitted scheduler with these settings (``candidates``: an ``[K, d]`` array to score instead)."""
+        params = dataclasses.asdict(self)
+        if candidates is not None:
+            params["candidates"] = candidates
+        return PolynomialScheduler(**params, dimensions=dimensions, random_state=random_state)
+
+
+DEFAULTS = SchedulerSettings()
+# The paper's scheduler: a quadratic fitted by plain least squares, τ = 100 on raw scores, no local candidates.
+PRESETS = {
+    "default": DEFAULTS,
+    "paper": dataclasses.replace(DEFAULTS, degree=2, regression="lstsq", local_candidates=0, temperature=100.0, temperature_scale="raw"),
+}
+
+
 class PolynomialScheduler(BaseEstimator):
     """Fit a polynomial in λ to observed scores and turn it into a sampling distribution.
 
-    Parameters:
+    Parameters (defaults and checks: :class:`SchedulerSettings`):
         degree: polynomial degree p (the paper uses 2).
         basis: ``monomial`` (the paper's, ``C(d+p, p)`` features) or ``scheffe`` (full rank).
         regression: ``lstsq`` (minimum-norm least squares), ``ridge`` (L2 with ``alpha``) or
@@ -115,20 +182,20 @@ class PolynomialScheduler(BaseEstimator):
 
     def __init__(
         self,
-        degree: int = 2,
-        basis: str = "monomial",
-        regression: str = "ridge",
-        alpha: float = 1e-3,
-        kappa: float = 1.0,
-        candidates="dirichlet",
-        n_candidates: int = 2000,
-        dirichlet_alpha: float = 1.0,
-        grid_resolution: int = 10,
-        local_candidates: int = 0,
-        local_concentration: float = 50.0,
-        local_bandwidth: float | None = None,
-        temperature: float = 100.0,
-        temperature_scale: str = "raw",
+        degree: int = DEFAULTS.degree,
+        basis: str = DEFAULTS.basis,
+        regression: str = DEFAULTS.regression,
+        alpha: float = DEFAULTS.alpha,
+        kappa: float = DEFAULTS.kappa,
+        candidates=DEFAULTS.candidates,
+        n_candidates: int = DEFAULTS.n_candidates,
+        dirichlet_alpha: float = DEFAULTS.dirichlet_alpha,
+        grid_resolution: int = DEFAULTS.grid_resolution,
+        local_candidates: int = DEFAULTS.local_candidates,
+        local_concentration: float = DEFAULTS.local_concentration,
+        local_bandwidth: float | None = DEFAULTS.local_bandwidth,
+        temperature: float = DEFAULTS.temperature,
+        temperature_scale: str = DEFAULTS.temperature_scale,
         dimensions=None,
         random_state=None,
     ):
@@ -152,24 +219,19 @@ class PolynomialScheduler(BaseEstimator):
     # --- fitting ------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
-        choices = {"basis": (self.basis, BASES), "regression": (self.regression, REGRESSIONS), "temperature_scale": (self.temperature_scale, TEMPERATURE_SCALES)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        if isinstance(self.candidates, str) and self.candidates not in CANDIDATE_KINDS:
+        """:class:`SchedulerSettings` checks the settings (given candidates are checked when drawn)."""
+        params = {item.name: getattr(self, item.name) for item in dataclasses.fields(SchedulerSettings)}
+        if not isinstance(self.candidates, str):
+            params["candidates"] = DEFAULTS.candidates
+        elif self.candidates not in CANDIDATE_KINDS:
             raise ValueError(f"candidates must be one of {', '.join(CANDIDATE_KINDS)} or an array of λ; got {self.candidates!r}")
-        if self.temperature < 0 or not math.isfinite(self.temperature):
-            raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
-        if self.local_bandwidth is not None and not self.local_bandwidth > 0:
-            raise ValueError(f"local_bandwidth must be > 0 or None, got {self.local_bandwidth}")
-        if self.local_candidates < 0 or self.local_concentration <= 0:
-            raise ValueError(f"local_candidates must be >= 0 and local_concentration > 0, got {self.local_candidates}, {self.local_concentration}")
-        if self.alpha < 0 or self.kappa < 0:
-            raise ValueError(f"alpha and kappa must be >= 0, got alpha={self.alpha}, kappa={self.kappa}")
+        SchedulerSettings(**params)
 
     def _validate_observations(self, lambdas, scores) -> tuple[np.ndarray, np.ndarray]:
-        lambdas = np.asarray(lambdas, dtype=float)
-        scores = np.asarray(scores, dtype=float)
+        # C order whatever the caller's layout: BLAS sums in a layout-dependent order, and the same
+        # observations must give the same coefficients to the last bit (a sweep's and the CLI's fit).
+        lambdas = np.ascontiguousarray(lambdas, dtype=float)
+        scores = np.ascontiguousarray(scores, dtype=float)
         if lambdas.ndim != 2 or lambdas.shape[0] == 0 or lambdas.shape[1] < 2:
             raise ValueError(f"lambdas must be [n, d] with n >= 1 and d >= 2, got shape {lambdas.shape}")
         if scores.shape != (lambdas.shape[0],):
@@ -187,8 +249,6 @@ class PolynomialScheduler(BaseEstimator):
             return validate_lambdas(np.asarray(self.candidates, dtype=float), num_dimensions, name="candidates")
         if self.candidates == "grid":
             return simplex_grid(num_dimensions, self.grid_resolution)
-        if self.n_candidates < 1 or self.dirichlet_alpha <= 0:
-            raise ValueError(f"n_candidates must be >= 1 and dirichlet_alpha > 0, got {self.n_candidates}, {self.dirichlet_alpha}")
         return rng.dirichlet(np.full(num_dimensions, float(self.dirichlet_alpha)), size=self.n_candidates)
 
     def _near(self, centre: np.ndarray, size: int) -> np.ndarray:
@@ -365,4 +425,4 @@ class PolynomialScheduler(BaseEstimator):
         return cls.from_dict(json.loads(path.read_text()), source=str(path))
 
 
-__all__ = ["PolynomialScheduler", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]
+__all__ = ["DEFAULTS", "PRESETS", "PolynomialScheduler", "SchedulerSettings", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]

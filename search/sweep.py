@@ -33,7 +33,7 @@ from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
 from lambda_dpo.config import ConfigError, load_config, save_config
 from lambda_dpo.lambdas import validate_lambda
 from lambda_dpo.train import TRAINING_STATE, TrainConfig, latest_checkpoint, train
-from search.scheduler import BASES, REGRESSIONS, TEMPERATURE_SCALES, PolynomialScheduler
+from search.scheduler import PolynomialScheduler, SchedulerSettings
 from search.searcher import (
     LAMBDA_KEY,
     GridLambdaSearcher,
@@ -69,41 +69,6 @@ class SearcherConfig:
             raise ValueError(f"searcher.name must be one of {', '.join(SEARCHERS)}; got {self.name!r}")
         if self.num_trials <= 0 or self.max_concurrent <= 0:
             raise ValueError("searcher.num_trials and searcher.max_concurrent must be positive")
-
-
-@dataclass
-class SchedulerSettings:
-    """The polynomial scheduler fitted by the `polynomial` searcher and for schedule.json.
-
-    The defaults were chosen with ``benchmarks/tune_scheduler.py`` on the search-efficiency
-    landscapes over seeds the reported table does not use (``benchmarks/README.md``): a cubic
-    under a stronger ridge and 1,000 candidates drawn near the best trial and the fitted maximum
-    found good λ faster than the paper's quadratic (geometric mean of the regret relative to
-    random search at 20 trials 0.46 against 0.53).
-    """
-
-    degree: int = 3
-    basis: str = "monomial"
-    regression: str = "ridge"
-    alpha: float = 1e-2
-    kappa: float = 1.0
-    candidates: str = "dirichlet"  # dirichlet | grid
-    n_candidates: int = 2000
-    dirichlet_alpha: float = 1.0
-    grid_resolution: int = 10
-    local_candidates: int = 1000
-    local_concentration: float = 50.0
-    local_bandwidth: Optional[float] = None
-    temperature: float = 3.0
-    temperature_scale: str = "std"
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("basis", self.basis, BASES), ("regression", self.regression, REGRESSIONS), ("temperature_scale", self.temperature_scale, TEMPERATURE_SCALES)):
-            if value not in allowed:
-                raise ValueError(f"scheduler.{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-    def build(self, dimensions=None, random_state=None) -> PolynomialScheduler:
-        return PolynomialScheduler(**dataclasses.asdict(self), dimensions=dimensions, random_state=random_state)
 
 
 @dataclass

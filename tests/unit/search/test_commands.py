@@ -27,10 +27,11 @@ def observations(tmp_path):
 def test_fit_show_plot_on_the_papers_five_points(tmp_path, observations, capsys):
     out = tmp_path / "schedule.json"
     assert main(["schedule", "fit", "--observations", str(observations), "--score", "accuracy",
-                 "--regression", "lstsq", "--temperature", "1000", "--out", str(out)]) == 0
+                 "--paper", "--temperature", "1000", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
     assert payload["dimensions"] == list(PAPER.columns[:4])
-    assert len(payload["model"]["coefficients"]) == 15
+    assert len(payload["model"]["coefficients"]) == 15  # the paper's quadratic
+    assert payload["scheduler"] | {"temperature": 100.0} == {**payload["scheduler"], "degree": 2, "regression": "lstsq", "temperature_scale": "raw", "local_candidates": 0, "temperature": 100.0}
     scheduler = PolynomialScheduler.from_json(out)
     np.testing.assert_allclose(scheduler.predict(PAPER.iloc[:, :4].to_numpy()), PAPER["accuracy"], atol=1e-9)
 
@@ -85,10 +86,32 @@ def test_nan_score_and_off_simplex_rows_are_clear_errors(tmp_path, capsys):
     bad.loc[2, "accuracy"] = np.nan
     path = tmp_path / "nan.csv"
     bad.to_csv(path, index=False)
-    assert main(["schedule", "fit", "--observations", str(path), "--score", "accuracy", "--out", str(tmp_path / "s.json")]) == 2
-    assert "scores[2] is nan" in capsys.readouterr().err
+    assert main(["schedule", "fit", "--observations", str(path), "--score", "accuracy", "--out", str(tmp_path / "s.json")]) == 0
+    assert "1 of 5 rows have no finite accuracy and are left out" in capsys.readouterr().out  # a sweep's errored trial
+    assert len(json.loads((tmp_path / "s.json").read_text())["observations"]["scores"]) == 4
     bad = PAPER.copy()
     bad.loc[0, "honesty"] = 0.5
     bad.to_csv(path, index=False)
     assert main(["schedule", "fit", "--observations", str(path), "--score", "accuracy", "--out", str(tmp_path / "s.json")]) == 2
     assert "lambdas[0] sums to 1.5" in capsys.readouterr().err
+
+
+def test_schedule_fit_with_no_flags_reproduces_the_schedule_a_sweep_writes(tmp_path):
+    from search.sweep import fitted_schedule, load_sweep_config
+
+    config = load_sweep_config("configs/sweep/tiny.yaml")
+    rng = np.random.default_rng(1)
+    lambdas = np.vstack([np.eye(4), np.full((1, 4), 0.25), rng.dirichlet(np.ones(4), 3)])
+    table = pd.DataFrame({"trial_id": [f"t{i}" for i in range(8)], "status": ["TERMINATED"] * 7 + ["ERROR"]})
+    for k, name in enumerate(config.dimensions):
+        table[f"lambda/{name}"] = lambdas[:, k]
+    table["objective"] = [0.50, 0.42, 0.59, 0.53, 0.65, 0.60, 0.64, float("nan")]  # the last trial errored
+    table["reward_margin"] = 0.1
+    results = tmp_path / "results.csv"
+    table.to_csv(results, index=False)
+    sweep = fitted_schedule(config, table).to_dict()
+    out = tmp_path / "schedule.json"
+    assert main(["schedule", "fit", "--observations", str(results), "--out", str(out)]) == 0
+    cli = json.loads(out.read_text())
+    assert cli["scheduler"] == sweep["scheduler"]
+    assert cli["model"]["coefficients"] == sweep["model"]["coefficients"] and cli["candidates"] == sweep["candidates"]

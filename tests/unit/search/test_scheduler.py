@@ -68,7 +68,7 @@ def test_bayesian_scores_candidates_by_mean_plus_kappa_std():
 
 @pytest.mark.parametrize("m", [3, 4])
 def test_dirichlet_candidates_are_uniform_on_the_simplex(m):
-    scheduler = PolynomialScheduler(n_candidates=30_000, random_state=0).fit(np.eye(m), np.arange(m, dtype=float))
+    scheduler = PolynomialScheduler(n_candidates=30_000, local_candidates=0, random_state=0).fit(np.eye(m), np.arange(m, dtype=float))
     candidates = scheduler.candidates_
     np.testing.assert_allclose(candidates.sum(axis=1), 1.0)
     variance = (m - 1) / (m**2 * (m + 1))
@@ -82,7 +82,7 @@ def test_grid_is_the_simplex_lattice(d, r):
     assert len(grid) == math.comb(r + d - 1, d - 1)
     np.testing.assert_allclose(grid.sum(axis=1), 1.0)
     assert np.all(grid >= 0) and len(np.unique(np.round(grid * r).astype(int), axis=0)) == len(grid)
-    scheduler = PolynomialScheduler(candidates="grid", grid_resolution=r).fit(np.eye(d), np.arange(d, dtype=float))
+    scheduler = PolynomialScheduler(candidates="grid", grid_resolution=r, local_candidates=0).fit(np.eye(d), np.arange(d, dtype=float))
     np.testing.assert_array_equal(scheduler.candidates_, grid)
 
 
@@ -185,7 +185,7 @@ def test_softmax_is_shift_invariant_and_stable():
 def test_local_candidates_gather_near_the_best_observation_and_the_fitted_maximum():
     lambdas = np.vstack([np.eye(3), np.full((1, 3), 1 / 3), [[0.6, 0.3, 0.1]]])
     scores = np.array([0.1, 0.2, 0.0, 0.5, 0.9])
-    plain = PolynomialScheduler(n_candidates=500, random_state=0).fit(lambdas, scores)
+    plain = PolynomialScheduler(n_candidates=500, local_candidates=0, random_state=0).fit(lambdas, scores)
     local = PolynomialScheduler(n_candidates=500, local_candidates=200, local_concentration=100.0, random_state=0).fit(lambdas, scores)
     assert local.candidates_.shape == (700, 3) and np.allclose(local.candidates_.sum(axis=1), 1.0)
     assert np.array_equal(local.candidates_[:500], plain.candidates_)
