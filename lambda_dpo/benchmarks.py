@@ -21,6 +21,7 @@ from typing import List, Optional
 
 import torch
 
+from lambda_dpo.config import path_field
 from lambda_dpo.tasks import TASKS_DIR
 
 PREFIX = "lm_eval/"
@@ -56,7 +57,7 @@ class BenchmarkConfig:
     """lm-eval benchmarks run on the final policy; no tasks, no benchmark evaluation."""
 
     tasks: List[BenchmarkTask] = field(default_factory=list)
-    include_paths: List[str] = field(default_factory=list)  # directories of extra task YAMLs
+    include_paths: List[str] = path_field(default_factory=list)  # directories of extra task YAMLs
     limit: Optional[float] = None  # documents per task (a fraction when < 1); None = all
     batch_size: int = 8
     max_length: Optional[int] = None  # context length in tokens; None = the model's

@@ -10,16 +10,21 @@ from lambda_dpo.console import show_warnings
 from lambda_dpo.data.commands import add_data_parser
 
 
+COMMAND_GROUP = "lambda_dpo.commands"  # entry points that add subcommands (search/ adds schedule and sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from search.commands import add_schedule_parser, add_sweep_parser
+    """The parser of every command: the library's own, then those other packages register under
+    :data:`COMMAND_GROUP` (so this package never imports the λ search that builds on it)."""
+    from importlib.metadata import entry_points
 
     parser = argparse.ArgumentParser(prog="lambda-dpo", description="λ-DPO fine-tuning and λ search over the preference simplex")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_data_parser(subparsers)
     add_model_parser(subparsers)
-    add_schedule_parser(subparsers)
     add_train_parsers(subparsers)
-    add_sweep_parser(subparsers)
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda entry: entry.name):
+        entry.load()(subparsers)
     return parser
 
 

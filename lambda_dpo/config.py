@@ -8,6 +8,7 @@ written next to every run with :func:`save_config`.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import field
 from pathlib import Path
 from typing import Mapping, Sequence, Type, TypeVar
 
@@ -79,6 +80,33 @@ def _nested(node: str, value):
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
+
+
+def path_field(default=None, **kwargs):
+    """A config field that may name a local file or directory: :func:`with_absolute_paths` makes it
+    absolute for processes that run elsewhere (Ray's trials). Its value may also be a hub id."""
+    if "default_factory" not in kwargs:
+        kwargs["default"] = default
+    return field(metadata={"path": True}, **kwargs)
+
+
+def with_absolute_paths(config: T) -> T:
+    """``config`` with every :func:`path_field` that names an existing local path made absolute
+    (in nested configs and lists too); hub ids and other names are left alone."""
+
+    def absolute(value):
+        if isinstance(value, list):
+            return [absolute(item) for item in value]
+        return str(Path(value).absolute()) if isinstance(value, str) and value and Path(value).exists() else value
+
+    changes = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            changes[item.name] = with_absolute_paths(value)
+        elif item.metadata.get("path"):
+            changes[item.name] = absolute(value)
+    return dataclasses.replace(config, **changes)
 
 
 def config_to_yaml(config) -> str:

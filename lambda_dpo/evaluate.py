@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lambda_dpo.config import path_field
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample
 from lambda_dpo.lambdas import validate_lambda
@@ -24,7 +25,7 @@ from lambda_dpo.preferences import ratings_to_targets
 class EvalConfig:
     """Held-out data and how it is scored."""
 
-    source: Optional[str] = None  # held-out data; None = hold out `fraction` of data.source
+    source: Optional[str] = path_field()  # held-out data; None = hold out `fraction` of data.source
     split: str = "test"  # hub split of `source`
     fraction: float = 0.1  # share of data.source held out when `source` is None
     split_seed: int = 0  # fixed, so runs with different seeds are scored on the same prompts

@@ -7,12 +7,15 @@ not depend on batch order, batch size, the number of data-parallel workers or a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Protocol, Sequence
 
 import numpy as np
+
+from lambda_dpo.config import path_field
 
 SIMPLEX_TOLERANCE = 1e-6
 SCHEDULE_FORMAT = "lambda-dpo/schedule"
@@ -226,7 +229,7 @@ class LambdaConfig:
     dirichlet_alpha: float = 1.0  # concentration of `dirichlet` per dimension at the centroid (1 = uniform on the simplex)
     gaussian_sigma: float = 1.0  # σ of `gaussian`
     vertex: Optional[int] = None  # `vertices`: always this dimension (None = a random one per example)
-    schedule: Optional[str] = None  # `scheduled`: path to a schedule JSON
+    schedule: Optional[str] = path_field()  # `scheduled`: path to a schedule JSON
     anchor_share: float = 0.0  # share of examples given the anchor λ (`weights`, else the centroid) instead of a draw
     seed: int = 0
 
@@ -245,6 +248,17 @@ class LambdaConfig:
             raise ValueError(f"lambdas.anchor_share must be in [0, 1), got {self.anchor_share}")
         if self.anchor_share and self.sampler not in ANCHORABLE:
             raise ValueError(f"lambdas.anchor_share applies to the {', '.join(ANCHORABLE)} samplers, not {self.sampler!r}")
+
+
+def fixed_at(config: LambdaConfig, weights: Sequence[float]) -> LambdaConfig:
+    """``config`` giving every example the λ ``weights``."""
+    return dataclasses.replace(config, sampler="fixed", weights=[float(w) for w in weights])
+
+
+def centred_dirichlet(config: LambdaConfig, weights: Sequence[float], concentration: float) -> LambdaConfig:
+    """``config`` drawing λ ~ Dir(concentration · weights): mean ``weights``, total concentration
+    ``concentration`` (as :func:`dirichlet_alpha` reads ``weights`` and ``dirichlet_alpha``)."""
+    return dataclasses.replace(config, sampler="dirichlet", weights=[float(w) for w in weights], dirichlet_alpha=concentration / len(weights))
 
 
 MIN_DIRICHLET_ALPHA = 1e-3  # a centre on a face of the simplex still gives a proper Dirichlet

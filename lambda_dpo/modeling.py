@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from lambda_dpo.config import path_field
 from lambda_dpo.data.collate import IGNORE_INDEX
 from lambda_dpo.pretrained import resolve_model_source
 
@@ -46,12 +47,12 @@ class LoraConfig:
 class ModelConfig:
     """Which causal LM to train and how."""
 
-    name_or_path: str = "configs/models/tiny-llama"  # hub id or local directory
+    name_or_path: str = path_field("configs/models/tiny-llama")  # hub id, registered name (lambda-dpo model list) or local directory
     # Random weights from the architecture in name_or_path's config.json. Unset (null): random
     # only when name_or_path is a directory with a config.json and no weights; true: random even
     # when it has weights (they are not loaded); false: its weights must be loaded.
     random_init: Optional[bool] = None
-    tokenizer: Optional[str] = None  # hub id or directory; None = name_or_path's own; "train" = BPE trained on the data (random init only)
+    tokenizer: Optional[str] = path_field()  # hub id or directory; None = name_or_path's own; "train" = BPE trained on the data (random init only)
     tokenizer_vocab_size: int = 512  # for tokenizer: train
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda | cuda:N

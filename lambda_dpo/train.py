@@ -260,10 +260,16 @@ def make_optimizer(model, optim: OptimConfig, *, learning_rate: float | None = N
     return optimizer, scheduler
 
 
+def checkpoint_step(name: str) -> int:
+    """N of a ``step-N`` checkpoint directory name, -1 for any other name (``step-N.partial``)."""
+    prefix, _, number = name.rpartition("-")
+    return int(number) if prefix == "step" and number.isdigit() else -1
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first; a ``step-N.partial`` left by a kill mid-save is not one."""
-    found = [p for p in (run_dir / "checkpoints").glob("step-*") if p.name[5:].isdigit() and (p / TRAINING_STATE).exists()]
-    return sorted(found, key=lambda p: int(p.name[5:]))
+    found = [p for p in (run_dir / "checkpoints").glob("step-*") if checkpoint_step(p.name) >= 0 and (p / TRAINING_STATE).exists()]
+    return sorted(found, key=lambda p: checkpoint_step(p.name))
 
 
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, config: TrainConfig) -> Path:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from search.commands import effective_sample_size  # noqa: F401  (the notebooks use it from here)
-from search.scheduler import PolynomialScheduler
-from search.sweep import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, best_trial, centroid_trial, fitted_schedule, load_sweep_config
+from search.scheduler import PolynomialScheduler, effective_sample_size  # noqa: F401  (the notebooks use it from here)
+from search.searcher import LAMBDA_KEY
+from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, load_sweep_config
 
 EXAMPLE = Path(__file__).parent / "examples" / "tiny-sweep"  # a real `make demo` sweep, shipped
 
@@ -86,3 +86,65 @@ def load_sweep(directory: str | Path = EXAMPLE) -> SweepResults:
 def at_temperature(scheduler: PolynomialScheduler, temperature: float) -> PolynomialScheduler:
     """The same fit and candidates with another τ (the candidates are drawn from the same seed)."""
     return clone(scheduler).set_params(temperature=temperature).fit(scheduler.observed_lambdas_, scheduler.observed_scores_)
+
+
+# ----------------------------------------------------------------------------- a sweep's outputs
+
+
+def results_table(config: SweepConfig, results) -> pd.DataFrame:
+    """One row per trial in creation order: id, status, λ, objective, table metrics, step."""
+    rows = []
+    for result in sorted(results, key=lambda r: Path(r.path).name):
+        trial_config = result.config or {}
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name.rsplit("-", 1)[-1]
+        row = {"trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED"}
+        weights = trial_config.get(LAMBDA_KEY, {})
+        row |= {f"lambda/{d}": weights.get(d, float("nan")) for d in config.dimensions}
+        row[OBJECTIVE] = metrics.get(OBJECTIVE, float("nan")) if not result.error else float("nan")
+        row |= {name: metrics.get(name, float("nan")) for name in config.table_metrics}
+        row["step"] = metrics.get("step", float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fitted_schedule(config: SweepConfig, table: pd.DataFrame) -> PolynomialScheduler | None:
+    finished = table[np.isfinite(table[OBJECTIVE].astype(float))]
+    if len(finished) < 2:
+        return None
+    lambdas = finished[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
+    sign = 1.0 if config.mode == "max" else -1.0
+    return config.scheduler.build(dimensions=config.dimensions, random_state=config.searcher.seed).fit(lambdas, sign * finished[OBJECTIVE].to_numpy(float))
+
+
+def write_outputs(config: SweepConfig, table: pd.DataFrame) -> dict[str, Path]:
+    """results.csv, schedule.json (+ schedule.png) and objective.png in the sweep directory."""
+    from search.plots import plot_objective, plot_schedule
+
+    sweep_dir = config.sweep_dir()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    written = {"results": sweep_dir / RESULTS_FILE}
+    table.to_csv(written["results"], index=False)
+    title = f"λ sweep {config.name} ({config.searcher.name} searcher)"
+    written["objective_plot"] = plot_objective(table[OBJECTIVE], sweep_dir / "objective.png", mode=config.mode, label=config.objective, title=title)
+    schedule = fitted_schedule(config, table)
+    if schedule is not None:
+        written["schedule"] = sweep_dir / "schedule.json"
+        schedule.to_json(written["schedule"])
+        written["schedule_plot"] = plot_schedule(schedule, sweep_dir / "schedule.png")
+    return written
+
+
+def best_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
+    finished = table[np.isfinite(table[OBJECTIVE].astype(float))]
+    if not len(finished):
+        return None
+    index = finished[OBJECTIVE].astype(float).idxmax() if config.mode == "max" else finished[OBJECTIVE].astype(float).idxmin()
+    return finished.loc[index]
+
+
+def centroid_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
+    m = len(config.dimensions)
+    lambdas = table[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
+    near = np.abs(lambdas - 1.0 / m).max(axis=1) < 1e-6
+    return table[near].iloc[0] if near.any() else None

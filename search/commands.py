@@ -14,7 +14,7 @@ from lambda_dpo.console import make_console
 
 import dataclasses
 
-from search.scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, SchedulerSettings
+from search.scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, SchedulerSettings, effective_sample_size
 
 LAMBDA_PREFIX = "lambda/"
 
@@ -92,11 +92,6 @@ def add_settings_flags(parser) -> None:
         if item.name == "candidates":
             choices, help_text = None, help_text + "; or a CSV of candidate λ to score"
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, choices=choices, default=None, help=help_text)
-
-
-def effective_sample_size(probabilities: np.ndarray) -> float:
-    """``1 / Σ p²``: how many candidates the distribution is really spread over."""
-    return float(1.0 / np.square(probabilities).sum())
 
 
 def render_summary(scheduler: PolynomialScheduler, *, top: int = 10, console=None) -> None:
@@ -191,7 +186,7 @@ def add_schedule_parser(subparsers) -> None:
 
 def sweep_table(config, table: pd.DataFrame) -> Table:
     """Trials ranked by objective (best first), errored trials last."""
-    from search.sweep import OBJECTIVE
+    from search.sweep_config import OBJECTIVE
 
     order = table.assign(_key=table[OBJECTIVE].astype(float) * (1 if config.mode == "max" else -1)).sort_values("_key", ascending=False, na_position="last")
     result = Table(title=f"λ sweep {config.name}: {len(table)} trials, ranked by {config.objective} ({config.mode})", box=box.SIMPLE_HEAVY)
@@ -213,7 +208,9 @@ def sweep_table(config, table: pd.DataFrame) -> Table:
 
 
 def command_sweep(args) -> int:
-    from search.sweep import OBJECTIVE, best_trial, centroid_trial, load_sweep_config, read_sweep_config, results_table, run_sweep, write_outputs
+    from search.analysis import best_trial, centroid_trial, results_table, write_outputs
+    from search.sweep import run_sweep
+    from search.sweep_config import OBJECTIVE, load_sweep_config, read_sweep_config
 
     console = make_console()
     if args.resume:
@@ -225,7 +222,7 @@ def command_sweep(args) -> int:
             raise ValueError("give a sweep CONFIG file, or --resume SWEEP_DIR")
         config = load_sweep_config(args.config, args.overrides)
     if args.dry_run:
-        from search.sweep import check_sweep_config
+        from search.sweep_config import check_sweep_config
 
         print_checks(console, check_sweep_config(config))
         console.print(f"sweep config valid: {config.searcher.num_trials} trials of {config.train_config or 'the inline train config'}, searcher {config.searcher.name}, into {config.sweep_dir()}")

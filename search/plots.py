@@ -90,3 +90,21 @@ def plot_schedule(scheduler: PolynomialScheduler, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
+
+
+def plot_objective(values: np.ndarray, path: Path, *, mode: str, label: str, title: str) -> Path:
+    """The objective by trial in creation order, with the best so far (a sweep's objective.png)."""
+    values = np.asarray(values, dtype=float)
+    trials = np.arange(1, len(values) + 1)
+    best = (np.fmax.accumulate if mode == "max" else np.fmin.accumulate)(np.where(np.isfinite(values), values, np.nan))
+    figure = Figure(figsize=(6.5, 4))
+    axes = figure.subplots()
+    axes.plot(trials, values, "o", label="trial")
+    axes.step(trials, best, where="post", label="best so far")
+    axes.set_xlabel("trial (in order of creation)")
+    axes.set_ylabel(label)
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path

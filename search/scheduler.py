@@ -81,6 +81,11 @@ def softmax(values: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
+def effective_sample_size(probabilities: np.ndarray) -> float:
+    """``1 / Σ p²``: how many candidates the distribution is really spread over."""
+    return float(1.0 / np.square(probabilities).sum())
+
+
 def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:
     names = []
     for row in powers:
@@ -425,4 +430,4 @@ class PolynomialScheduler(BaseEstimator):
         return cls.from_dict(json.loads(path.read_text()), source=str(path))
 
 
-__all__ = ["DEFAULTS", "PRESETS", "PolynomialScheduler", "SchedulerSettings", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]
+__all__ = ["DEFAULTS", "PRESETS", "effective_sample_size", "PolynomialScheduler", "SchedulerSettings", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
+from lambda_dpo.config import path_field
 from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, detect_format
 
@@ -149,7 +150,7 @@ def load_examples(
 class DataConfig:
     """Where the preference data comes from and how it is turned into batches."""
 
-    source: str = "openbmb/UltraFeedback"  # hub dataset name, or a local .json/.jsonl/.parquet file or directory
+    source: str = path_field("openbmb/UltraFeedback")  # hub dataset name, or a local .json/.jsonl/.parquet file or directory
     format: str = "auto"  # auto | ultrafeedback | listwise
     split: str = "train"  # hub split
     dimensions: List[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS))

@@ -97,9 +97,9 @@ def _rating_value(value: Any, record_id: str, field: str, *, allow_strings: bool
 
 def parse_listwise(record: dict, *, key: int, record_id: str, dimensions: Sequence[str]) -> ListwiseExample:
     """Our listwise record: ``{"prompt", "responses", "ratings": {dim: [.. or null]}}``."""
-    for field in ("prompt", "responses", "ratings"):
-        if record.get(field) is None:
-            raise BadRecordError(record_id, field, "is missing")
+    for name in ("prompt", "responses", "ratings"):
+        if record.get(name) is None:
+            raise BadRecordError(record_id, name, "is missing")
     prompt = _check_prompt(record["prompt"], record_id, "prompt")
     if not isinstance(record["responses"], (list, tuple)):
         raise BadRecordError(record_id, "responses", "must be a list of strings")

@@ -20,7 +20,10 @@ import pytest
 
 from lambda_dpo.lambdas import read_schedule
 from lambda_dpo.train import load_train_config
-from search.sweep import OBJECTIVE, ResourcesConfig, load_sweep_config, make_trainer, results_table, run_sweep, with_absolute_paths
+from lambda_dpo.config import with_absolute_paths
+from search.analysis import results_table
+from search.sweep import make_trainer, run_sweep
+from search.sweep_config import OBJECTIVE, ResourcesConfig, load_sweep_config
 
 pytestmark = pytest.mark.integration
 

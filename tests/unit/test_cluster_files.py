@@ -13,7 +13,7 @@ import ray
 import yaml
 
 from lambda_dpo.cli import main
-from search.sweep import load_sweep_config
+from search.sweep_config import load_sweep_config
 
 CLUSTER = Path("cluster")
 

@@ -97,7 +97,8 @@ def test_nan_score_and_off_simplex_rows_are_clear_errors(tmp_path, capsys):
 
 
 def test_schedule_fit_with_no_flags_reproduces_the_schedule_a_sweep_writes(tmp_path):
-    from search.sweep import fitted_schedule, load_sweep_config
+    from search.analysis import fitted_schedule
+    from search.sweep_config import load_sweep_config
 
     config = load_sweep_config("configs/sweep/tiny.yaml")
     rng = np.random.default_rng(1)

@@ -10,17 +10,9 @@ from lambda_dpo.cli import main
 from lambda_dpo.config import ConfigError
 from lambda_dpo.lambdas import build_sampler, read_schedule
 from search.searcher import GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher
-from search.sweep import (
-    OBJECTIVE,
-    best_trial,
-    build_searcher,
-    centroid_trial,
-    for_trials,
-    load_sweep_config,
-    trial_train_config,
-    with_absolute_paths,
-    write_outputs,
-)
+from lambda_dpo.config import with_absolute_paths
+from search.analysis import best_trial, centroid_trial, write_outputs
+from search.sweep_config import OBJECTIVE, build_searcher, for_trials, load_sweep_config, trial_train_config
 
 DIMENSIONS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
 
