@@ -64,11 +64,6 @@ def parse_numbers(text: str, *, name: str = "lambda") -> list[float]:
         raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from error
 
 
-def parse_lambda(text: str, num_dimensions: int, *, name: str = "lambda") -> np.ndarray:
-    """Parse ``"0.7,0.1,0.1,0.1"`` into a validated λ."""
-    return validate_lambda(parse_numbers(text, name=name), num_dimensions, name=name)
-
-
 class LambdaSampler(Protocol):
     num_dimensions: int
 

@@ -288,32 +288,82 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, confi
     return final
 
 
+# ----------------------------------------------------------------------------- the run's set-up
+
+
+@dataclass
+class RunSetup:
+    """What a run prepares before its first step (data, tokenizer, λ sampler, prompt conditioning),
+    shared by the loop and its helpers. ``examples`` and ``encoded`` hold the splits by name
+    ("train", "eval"); a checkpoint's evaluation has only "eval"."""
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    reporter: Reporter
+    tokenizer: object
+    collator: ListwiseCollator
+    sampler: object
+    examples: dict[str, list[ListwiseExample]]
+    encoded: dict[str, list[EncodedExample]]
+    conditioners: dict[str, PromptConditioner | None]
+
+    @property
+    def dimensions(self) -> list[str]:
+        return list(self.config.data.dimensions)
+
+    @property
+    def autocast(self):
+        return autocast_context(self.device)
+
+    def eval_lambda(self, weights: Sequence[float] | None = None) -> np.ndarray:
+        """The evaluation λ: ``weights`` checked, or the run's ``eval.weights`` (the centroid)."""
+        m = len(self.dimensions)
+        return self.config.eval.mixed_lambda(m) if weights is None else validate_lambda(weights, m, name="--lambda")
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, device: torch.device, reporter: Reporter, splits: dict[str, list[ListwiseExample]]) -> RunSetup:
+    """Tokenizer (saved with the run), each split tokenised once, the collator, the λ sampler and
+    the prompt conditioners."""
+    tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, splits.get("train", [])), saved=run_dir / "tokenizer")
+    check_vocabulary(config.model, tokenizer)
+    names = {"train": "training data", "eval": "held-out data"}
+    return RunSetup(
+        config=config, run_dir=run_dir, device=device, reporter=reporter, tokenizer=tokenizer,
+        collator=ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature),
+        sampler=build_sampler(config.lambdas, config.data.dimensions),
+        examples=splits,
+        encoded={split: encode(examples, tokenizer, config.data, name=names[split]) for split, examples in splits.items()},
+        conditioners={split: make_conditioner(config, examples, tokenizer) for split, examples in splits.items()},
+    )
+
+
 # ----------------------------------------------------------------------------- model
 
 
-def build_reference_weights(config: TrainConfig, run_dir: Path, tokenizer, train_set, collator, sampler, device, autocast, conditioner, reporter=None):
+def build_reference_weights(setup: RunSetup):
     """The base model the preference stage starts from, saved under ``run_dir/reference`` when
     it differs from ``model.name_or_path`` (random init, SFT warm start). Reused on resume."""
-    saved = run_dir / "reference"
+    config, saved = setup.config, setup.run_dir / "reference"
     if (saved / "config.json").exists():
         return load_base_model(config.model, weights=saved)
     seed_everything(config.seed)
-    base = load_base_model(config.model, vocab_size=len(tokenizer))
+    base = load_base_model(config.model, vocab_size=len(setup.tokenizer))
     if config.sft.steps:
-        base = sft_warm_start(base, config, train_set, collator, sampler, device, autocast, conditioner, reporter)
+        base = sft_warm_start(base, setup)
     if config.model.uses_random_init() or config.sft.steps:
         base.save_pretrained(saved, safe_serialization=True)
     return base
 
 
-def training_batch(train_set, indices, epoch, sampler, config: TrainConfig, collator, conditioner):
-    """The collated batch of ``indices`` and its examples' λ ``[B, m]`` (rendered into the
-    prompts when the policy is λ-conditioned)."""
-    chunk = [train_set[i] for i in indices]
-    lambdas = lambdas_for_examples(sampler, [example.key for example in chunk], seed=config.lambdas.seed, epoch=epoch)
+def training_batch(setup: RunSetup, indices, epoch: int, conditioner):
+    """The collated batch of training examples ``indices`` and their λ ``[B, m]`` (rendered into
+    the prompts by ``conditioner`` when the policy is λ-conditioned)."""
+    chunk = [setup.encoded["train"][i] for i in indices]
+    lambdas = lambdas_for_examples(setup.sampler, [example.key for example in chunk], seed=setup.config.lambdas.seed, epoch=epoch)
     if conditioner is not None:
         chunk = conditioner(chunk, lambdas)
-    return collator(chunk), torch.as_tensor(lambdas, dtype=torch.float32)
+    return setup.collator(chunk), torch.as_tensor(lambdas, dtype=torch.float32)
 
 
 def benchmarks_for_policy(config: TrainConfig, benchmarks: BenchmarkConfig | None = None) -> BenchmarkConfig:
@@ -332,7 +382,7 @@ def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditio
     return PromptConditioner(examples, tokenizer, config.data.dimensions, config.data.max_prompt_length)
 
 
-def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, device, autocast, conditioner, reporter=None):
+def sft_warm_start(base, setup: RunSetup):
     """NLL on each prompt's best response under its λ's mixed target (through a LoRA adapter
     merged back into the base when LoRA is on, so the reference is the warm-started model).
 
@@ -340,15 +390,16 @@ def sft_warm_start(base, config: TrainConfig, train_set, collator, sampler, devi
     the policy reads the first and its reference the second, so the warm start must know both,
     or the policy's log-ratio starts from whatever the unseen form happens to give.
     """
+    config, conditioner = setup.config, setup.conditioners["train"]
     model = add_lora(base, config.model.lora) if config.model.lora.enabled else base
     model.train()
     optimizer, scheduler = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
     prompt_forms = [None] if conditioner is None else [conditioner, None]
-    for step in track(reporter, range(config.sft.steps), total=config.sft.steps, description="SFT warm start"):
-        indices, epoch = batch_order(len(train_set), config.sft.batch_size, config.seed + 1, step)
+    for step in track(setup.reporter, range(config.sft.steps), total=config.sft.steps, description="SFT warm start"):
+        indices, epoch = batch_order(len(setup.encoded["train"]), config.sft.batch_size, config.seed + 1, step)
         for form in prompt_forms:
-            batch, lambdas = training_batch(train_set, indices, epoch, sampler, config, collator, form)
-            loss = best_response_nll(model, batch, lambdas, device, autocast) / len(prompt_forms)
+            batch, lambdas = training_batch(setup, indices, epoch, form)
+            loss = best_response_nll(model, batch, lambdas, setup.device, setup.autocast) / len(prompt_forms)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
         optimizer.step()
@@ -415,22 +466,29 @@ def autocast_context(device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def fill_reference_cache(
-    config: TrainConfig, run_dir: Path, name: str, encoded: list[EncodedExample], base, collator, device, autocast, reporter: Reporter | None = None
-) -> ReferenceCache:
-    """Reference log-probs of ``encoded`` under ``base``, read from ``run_dir`` when already computed
-    (progress shown through ``reporter`` while it computes)."""
+def fill_reference_cache(setup: RunSetup, split: str, base, *, name: str | None = None) -> ReferenceCache:
+    """Reference log-probs of ``setup.encoded[split]`` under ``base``, saved as ``name`` (default the
+    split's) and read back when already computed; progress is shown while they are computed."""
+    config, encoded = setup.config, setup.encoded[split]
     lengths = (config.data.max_prompt_length, config.data.max_length)
     key = fingerprint(config.model, config.sft, config.seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
-    cache = ReferenceCache(run_dir / "reference_logps" / f"{name}.pt", key)
+    cache = ReferenceCache(setup.run_dir / "reference_logps" / f"{name or split}.pt", key)
     size = config.eval.batch_size
     starts = range(0, len(encoded), size)
     if not cache.load():
-        starts = track(reporter, starts, total=len(starts), description=f"reference log-probs ({name}, {len(encoded)} prompts)")
-    batches = (collator(encoded[i : i + size]) for i in starts)
-    with autocast:
-        cache.fill(base, batches, len(encoded), max(len(e.response_ids) for e in encoded), device)
+        starts = track(setup.reporter, starts, total=len(starts), description=f"reference log-probs ({split}, {len(encoded)} prompts)")
+    batches = (setup.collator(encoded[i : i + size]) for i in starts)
+    with setup.autocast:
+        cache.fill(base, batches, len(encoded), max(len(e.response_ids) for e in encoded), setup.device)
     return cache
+
+
+def held_out_metrics(model, setup: RunSetup, cache: ReferenceCache, weights: np.ndarray) -> dict[str, float]:
+    """Every ranking metric of ``model`` on the held-out split at the evaluation λ ``weights``."""
+    return evaluate_policy(
+        model, setup.encoded["eval"], setup.collator, cache, loss=setup.config.loss, eval_lambda=weights, dimensions=setup.dimensions,
+        batch_size=setup.config.eval.batch_size, device=setup.device, autocast_dtype=autocast_dtype(setup.device), conditioner=setup.conditioners["eval"],
+    )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -467,32 +525,17 @@ def train(
     device = device or resolve_device(config.model.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # NCCL collectives and barriers run on the current device
-    # Weights stay in their dtype; on a GPU the matmuls run in bf16 under autocast.
-    autocast = autocast_context(device)
-    reporter = reporter or _NullReporter()
 
     with rank_zero_first():
-        # Data: loaded, split, tokenised once; the tokenizer is saved with the run.
+        # Data loaded, split and tokenised once; then the reference (the base after the optional
+        # warm start) and its log-probs, computed once per split.
         train_examples, eval_examples = load_datasets(config)
         config = dataclasses.replace(config, optim=config.optim.steps_for(len(train_examples)))
         if rank == 0:
             save_config(config, run_dir)
-        dimensions = list(config.data.dimensions)
-        tokenizer = load_tokenizer(config.model, training_texts=tokenizer_corpus(config, train_examples), saved=run_dir / "tokenizer")
-        check_vocabulary(config.model, tokenizer)
-        train_set = encode(train_examples, tokenizer, config.data, name="training data")
-        eval_set = encode(eval_examples, tokenizer, config.data, name="held-out data")
-        collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
-        sampler = build_sampler(config.lambdas, dimensions)
-        eval_lambda = config.eval.mixed_lambda(len(dimensions))
-
-        # Reference: the base after the optional warm start; its log-probs computed once per split.
-        conditioners = {"train": make_conditioner(config, train_examples, tokenizer), "eval": make_conditioner(config, eval_examples, tokenizer)}
-        base = build_reference_weights(config, run_dir, tokenizer, train_set, collator, sampler, device, autocast, conditioners["train"], reporter)
-        caches = {
-            split: fill_reference_cache(config, run_dir, split, encoded, base, collator, device, autocast, reporter)
-            for split, encoded in (("train", train_set), ("eval", eval_set))
-        }
+        setup = prepare_run(config, run_dir, device, reporter or _NullReporter(), {"train": train_examples, "eval": eval_examples})
+        base = build_reference_weights(setup)
+        caches = {split: fill_reference_cache(setup, split, base) for split in ("train", "eval")}
 
     # Policy, optimizer and, when resuming, everything needed to continue exactly.
     seed_everything(config.seed + 2)
@@ -503,94 +546,133 @@ def train(
     model.train()
     trainable = data_parallel(model, device)  # the unwrapped `model` evaluates and is saved
     optimizer, scheduler = make_optimizer(model, config.optim)
-    start_step = 0
-    if resume_from is not None:
-        state = torch.load(Path(resume_from) / TRAINING_STATE, map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start_step = state["step"]
+    start_step = restore_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
 
-    def evaluate() -> dict[str, float]:
-        return evaluate_policy(
-            model, eval_set, collator, caches["eval"], loss=config.loss, eval_lambda=eval_lambda, dimensions=dimensions,
-            batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device), conditioner=conditioners["eval"],
-        )
-
-    optim = config.optim
-    window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
-    last_finite: tuple[int, float, float] | None = None  # (step, loss, gradient norm) of the newest finite step
-    skipped_steps = 0
+    optim, log = config.optim, TrainingLog()
+    eval_lambda = setup.eval_lambda()
     for step in range(start_step + 1, optim.max_steps + 1):
         started = time.perf_counter()
-        step_loss, problems = 0.0, []
-        for micro in range(optim.gradient_accumulation):
-            indices, epoch = batch_order(len(train_set), optim.batch_size, config.seed, (step - 1) * optim.gradient_accumulation + micro)
-            batch, lambdas = training_batch(train_set, indices[rank::world], epoch, sampler, config, collator, conditioners["train"])
-            if config.loss.name in PAIRWISE_LOSSES:  # forward only the two responses the loss uses
-                batch = pairwise_batch(batch, lambdas)
-            batch, lambdas = to_device(batch, device), lambdas.to(device)
-            reference = caches["train"].lookup(batch["example_keys"], batch["response_mask"].shape[1], config.loss.logp_reduction, slots=batch.get("slots")).to(device)
-            with gradient_sync(trainable, micro == optim.gradient_accumulation - 1):
-                with autocast:
-                    logps = response_logps(trainable, batch)
-                objective = compute_objective(config.loss, logps, reference, batch, lambdas, dimensions)
-                loss, shard_weight = global_batch_mean(objective)
-                (objective.loss * shard_weight / optim.gradient_accumulation).backward()
-            step_loss += loss / optim.gradient_accumulation
-            window["tokens"] += int(logps.tokens.sum())
-            problems += nonfinite_terms(logps, batch["response_mask"], objective)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
-        finite = math.isfinite(step_loss) and bool(torch.isfinite(grad_norm))
+        step_loss, tokens, problems = accumulate_gradients(setup, trainable, caches["train"], step)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm))
+        finite = math.isfinite(step_loss) and math.isfinite(grad_norm)
         if finite:
             optimizer.step()
-            last_finite = (step, step_loss, float(grad_norm))
-        elif optim.on_nonfinite == "raise":
-            raise NonFiniteError(nonfinite_message(step, step_loss, float(grad_norm), problems, last_finite))
         else:
-            skipped_steps += 1
-            logger.warning(nonfinite_message(step, step_loss, float(grad_norm), problems, last_finite) + "; the step's update is skipped (optim.on_nonfinite: skip)")
+            message = nonfinite_message(step, step_loss, grad_norm, problems, log.last_finite)
+            if optim.on_nonfinite == "raise":
+                raise NonFiniteError(message)
+            logger.warning(message + "; the step's update is skipped (optim.on_nonfinite: skip)")
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if finite:
-            window["loss"] += step_loss
-            window["steps"] += 1
-        window["time"] += time.perf_counter() - started
+        log.add(step, step_loss, grad_norm, tokens, time.perf_counter() - started, finite)
 
         metrics = {}
         if step % config.log_every == 0 or step == optim.max_steps:
-            metrics = {
-                "train/loss": window["loss"] / window["steps"] if window["steps"] else float("nan"),
-                "train/grad_norm": float(grad_norm),
-                "train/learning_rate": scheduler.get_last_lr()[0],
-                "train/tokens_per_second": float(global_sum(torch.tensor(float(window["tokens"])))) / max(window["time"], 1e-9),
-                "train/peak_memory_mb": peak_memory_mb(device),
-                "train/skipped_steps": float(skipped_steps),
-            }
-            window = {"loss": 0.0, "tokens": 0, "time": 0.0, "steps": 0}
+            metrics = log.flush(grad_norm, scheduler.get_last_lr()[0], device)
         if config.eval.every and step % config.eval.every == 0 and step != optim.max_steps:
-            metrics |= {name if name.startswith("eval/") else f"eval/{name}": value for name, value in evaluate().items()}
+            metrics |= {name if name.startswith("eval/") else f"eval/{name}": value for name, value in held_out_metrics(model, setup, caches["eval"], eval_lambda).items()}
         checkpoint = None
         saving = config.save_every and step % config.save_every == 0 or step == optim.max_steps
         if saving and rank == 0:
             checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
         if step == optim.max_steps:
-            final = evaluate()
-            if config.eval.generate:  # rank 0 generates; the others wait for its numbers
-                final |= on_rank_zero(lambda: final_generation_metrics(config, model, tokenizer, eval_examples, eval_lambda, run_dir / GENERATIONS, reporter))
-            if benchmark_tasks is not None:  # rank 0 runs lm-eval; the others wait for its numbers
-                benchmarks = benchmarks_for_policy(config)
-                final |= on_rank_zero(lambda: run_benchmarks(model, tokenizer, benchmarks, manager=benchmark_tasks)["metrics"])
+            final = final_evaluation(setup, model, caches["eval"], benchmark_tasks)
             if rank == 0:
                 (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
             metrics |= final
         if metrics or saving:  # on the same steps on every worker: a Ray report is collective
-            reporter.report(metrics, step=step, checkpoint=checkpoint)
+            setup.reporter.report(metrics, step=step, checkpoint=checkpoint)
         if on_step is not None:
             on_step(step)
     if start_step >= optim.max_steps:  # resumed from the final checkpoint: nothing left to train
         final = json.loads((run_dir / "eval.json").read_text())["metrics"]
     return TrainResult(run_dir=run_dir, checkpoint=latest_checkpoint(run_dir), metrics=final)
+
+
+def restore_training_state(checkpoint: Path, optimizer, scheduler) -> int:
+    """Optimizer, scheduler and RNG state of ``checkpoint``; returns its step."""
+    state = torch.load(Path(checkpoint) / TRAINING_STATE, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state["step"]
+
+
+def accumulate_gradients(setup: RunSetup, trainable, reference_cache: ReferenceCache, step: int) -> tuple[float, int, list[str]]:
+    """Forward and backward every micro-batch of optimizer step ``step`` (this worker's share).
+
+    Returns the loss over the global batch, the response tokens this worker scored and what was
+    non-finite (see :func:`nonfinite_terms`).
+    """
+    config, optim = setup.config, setup.config.optim
+    rank, world = rank_and_world()
+    step_loss, tokens, problems = 0.0, 0, []
+    for micro in range(optim.gradient_accumulation):
+        indices, epoch = batch_order(len(setup.encoded["train"]), optim.batch_size, config.seed, (step - 1) * optim.gradient_accumulation + micro)
+        batch, lambdas = training_batch(setup, indices[rank::world], epoch, setup.conditioners["train"])
+        if config.loss.name in PAIRWISE_LOSSES:  # forward only the two responses the loss uses
+            batch = pairwise_batch(batch, lambdas)
+        batch, lambdas = to_device(batch, setup.device), lambdas.to(setup.device)
+        slots = batch["response_mask"].shape[1]
+        reference = reference_cache.lookup(batch["example_keys"], slots, config.loss.logp_reduction, slots=batch.get("slots")).to(setup.device)
+        with gradient_sync(trainable, micro == optim.gradient_accumulation - 1):
+            with setup.autocast:
+                logps = response_logps(trainable, batch)
+            objective = compute_objective(config.loss, logps, reference, batch, lambdas, setup.dimensions)
+            loss, shard_weight = global_batch_mean(objective)
+            (objective.loss * shard_weight / optim.gradient_accumulation).backward()
+        step_loss += loss / optim.gradient_accumulation
+        tokens += int(logps.tokens.sum())
+        problems += nonfinite_terms(logps, batch["response_mask"], objective)
+    return step_loss, tokens, problems
+
+
+def final_evaluation(setup: RunSetup, model, eval_cache: ReferenceCache, benchmark_tasks) -> dict[str, float]:
+    """The held-out metrics of the trained policy, with its generations (``eval.generate``) and lm-eval
+    benchmarks when configured; rank 0 generates and runs lm-eval while the others wait for its numbers."""
+    config, eval_lambda = setup.config, setup.eval_lambda()
+    final = held_out_metrics(model, setup, eval_cache, eval_lambda)
+    if config.eval.generate:
+        final |= on_rank_zero(lambda: final_generation_metrics(setup, model, eval_lambda))
+    if benchmark_tasks is not None:
+        benchmarks = benchmarks_for_policy(config)
+        final |= on_rank_zero(lambda: run_benchmarks(model, setup.tokenizer, benchmarks, manager=benchmark_tasks)["metrics"])
+    return final
+
+
+@dataclass
+class TrainingLog:
+    """The training metrics between two log lines, and what the non-finite check compares with."""
+
+    loss: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+    steps: int = 0
+    skipped_steps: int = 0
+    last_finite: tuple[int, float, float] | None = None  # (step, loss, gradient norm) of the newest finite step
+
+    def add(self, step: int, loss: float, grad_norm: float, tokens: int, seconds: float, finite: bool) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+        if finite:
+            self.loss += loss
+            self.steps += 1
+            self.last_finite = (step, loss, grad_norm)
+        else:
+            self.skipped_steps += 1
+
+    def flush(self, grad_norm: float, learning_rate: float, device: torch.device) -> dict[str, float]:
+        """The ``train/*`` metrics since the last flush (tokens summed over the data-parallel workers)."""
+        metrics = {
+            "train/loss": self.loss / self.steps if self.steps else float("nan"),
+            "train/grad_norm": grad_norm,
+            "train/learning_rate": learning_rate,
+            "train/tokens_per_second": float(global_sum(torch.tensor(float(self.tokens)))) / max(self.seconds, 1e-9),
+            "train/peak_memory_mb": peak_memory_mb(device),
+            "train/skipped_steps": float(self.skipped_steps),
+        }
+        self.loss, self.tokens, self.seconds, self.steps = 0.0, 0, 0.0, 0
+        return metrics
 
 
 def nonfinite_terms(logps, response_mask: Tensor, objective) -> list[str]:
@@ -620,23 +702,25 @@ def prompt_renderer(config: TrainConfig, tokenizer, weights: Sequence[float] | N
     return lambda example: conditioned_prompt(example.prompt, weights, config.data.dimensions, tokenizer)
 
 
-def generation_scores(config: TrainConfig, model, tokenizer, examples, weights, *, plain: bool = False, reporter=None, max_new_tokens: int | None = None):
-    """:class:`~lambda_dpo.verifiable.scoring.GenerationScores` of ``model``'s greedy responses to
-    ``examples`` at the evaluation λ ``weights``.
+def generation_scores(setup: RunSetup, model, weights, *, plain: bool = False, max_new_tokens: int | None = None):
+    """:class:`~lambda_dpo.verifiable.scoring.GenerationScores` of ``model``'s greedy responses to the
+    held-out prompts at the evaluation λ ``weights``.
 
     plain: the model reads plain prompts (the reference, which never saw a preamble)."""
     from lambda_dpo.verifiable.scoring import score_generations
 
+    config, reporter = setup.config, setup.reporter
     return score_generations(
-        model, tokenizer, examples, weights=list(weights), dimensions=config.data.dimensions,
-        render=prompt_renderer(config, tokenizer, None if plain else weights), max_new_tokens=max_new_tokens or config.eval.max_new_tokens,
+        model, setup.tokenizer, setup.examples["eval"], weights=list(weights), dimensions=setup.dimensions,
+        render=prompt_renderer(config, setup.tokenizer, None if plain else weights), max_new_tokens=max_new_tokens or config.eval.max_new_tokens,
         batch_size=config.eval.batch_size, track=lambda iterable, total, description: track(reporter, iterable, total=total, description=description),
     )
 
 
-def final_generation_metrics(config: TrainConfig, model, tokenizer, examples, weights, out: Path, reporter=None) -> dict[str, float]:
-    scores = generation_scores(config, model, tokenizer, examples, weights, reporter=reporter)
-    write_rows(out, scores.rows)
+def final_generation_metrics(setup: RunSetup, model, weights) -> dict[str, float]:
+    """The generation metrics of the final evaluation; each prompt's response goes to ``generations.jsonl``."""
+    scores = generation_scores(setup, model, weights)
+    write_rows(setup.run_dir / GENERATIONS, scores.rows)
     return scores.metrics
 
 
@@ -699,6 +783,20 @@ def load_run_base(config: TrainConfig, run_dir: Path):
     return load_base_model(config.model, weights=saved if (saved / "config.json").exists() else None)
 
 
+def checkpoint_setup(checkpoint: Path, *, data: str | None = None) -> tuple[RunSetup, str]:
+    """The set-up of a saved checkpoint's run with one split, "eval": the run's held-out split, or
+    ``data`` (any source); and the name its reference log-probs are cached under."""
+    checkpoint = Path(checkpoint)
+    config = load_checkpoint_config(checkpoint)
+    run_dir = checkpoint.parent.parent
+    if data is None:
+        examples, cache_name = load_datasets(config)[1], "eval"
+    else:
+        options = dict(dimensions=config.data.dimensions, format="auto", on_bad_record=config.data.on_bad_record)
+        examples, cache_name = rekey(load_examples(data, **options)[0]), "eval-" + fingerprint(data)
+    return prepare_run(config, run_dir, resolve_device(config.model.device), _NullReporter(), {"eval": examples}), cache_name
+
+
 def checkpoint_evaluator(checkpoint: Path, *, data: str | None = None):
     """A function ``weights → metrics`` scoring a saved checkpoint at any evaluation λ.
 
@@ -707,54 +805,23 @@ def checkpoint_evaluator(checkpoint: Path, *, data: str | None = None):
     cache when they were computed for the same data. A λ-conditioned policy sees ``weights`` in
     its prompts; for any policy they define the mixed target.
     """
-    checkpoint = Path(checkpoint)
-    config = load_checkpoint_config(checkpoint)
-    run_dir = checkpoint.parent.parent
-    device = resolve_device(config.model.device)
-    dimensions = list(config.data.dimensions)
-    if data is None:
-        _, examples = load_datasets(config)
-        cache_name = "eval"
-    else:
-        options = dict(dimensions=dimensions, format="auto", on_bad_record=config.data.on_bad_record)
-        examples = rekey(load_examples(data, **options)[0])
-        cache_name = "eval-" + fingerprint(data)
-    tokenizer = load_tokenizer(config.model, saved=run_dir / "tokenizer")
-    encoded = encode(examples, tokenizer, config.data)
-    collator = ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature)
-    base = load_run_base(config, run_dir)
-    cache = fill_reference_cache(config, run_dir, cache_name, encoded, base, collator, device, autocast_context(device))
-    conditioner = make_conditioner(config, examples, tokenizer)
-    model = load_policy(config, base, checkpoint)
+    setup, cache_name = checkpoint_setup(checkpoint, data=data)
+    base = load_run_base(setup.config, setup.run_dir)
+    cache = fill_reference_cache(setup, "eval", base, name=cache_name)
+    model = load_policy(setup.config, base, Path(checkpoint))
     del base
-
-    def evaluate(weights: Sequence[float] | None = None) -> dict[str, float]:
-        eval_lambda = config.eval.mixed_lambda(len(dimensions)) if weights is None else validate_lambda(weights, len(dimensions), name="--lambda")
-        return evaluate_policy(
-            model, encoded, collator, cache, loss=config.loss, eval_lambda=eval_lambda, dimensions=dimensions,
-            batch_size=config.eval.batch_size, device=device, autocast_dtype=autocast_dtype(device), conditioner=conditioner,
-        )
-
-    return evaluate
+    return lambda weights=None: held_out_metrics(model, setup, cache, setup.eval_lambda(weights))
 
 
 def checkpoint_generations(checkpoint: Path, *, data: str | None = None, weights: Sequence[float] | None = None, reference: bool = False,
                            max_new_tokens: int | None = None, reporter=None):
     """Generation scores of a saved checkpoint (or, with ``reference``, of the model it started from)
     on the run's held-out split or ``data``, at λ ``weights`` (default: the run's ``eval.weights``)."""
-    config, tokenizer, model = load_checkpoint_policy(checkpoint, reference=reference)
-    dimensions = list(config.data.dimensions)
-    if data is None:
-        examples = load_datasets(config)[1]
-    else:
-        examples = rekey(load_examples(data, dimensions=dimensions, format="auto", on_bad_record=config.data.on_bad_record)[0])
-    eval_lambda = config.eval.mixed_lambda(len(dimensions)) if weights is None else validate_lambda(weights, len(dimensions), name="--lambda")
-    return generation_scores(config, model, tokenizer, examples, eval_lambda, plain=reference, reporter=reporter, max_new_tokens=max_new_tokens)
-
-
-def evaluate_checkpoint(checkpoint: Path, *, data: str | None = None, eval_lambda: Sequence[float] | None = None) -> dict[str, float]:
-    """Held-out metrics of a saved checkpoint at ``eval_lambda`` (default: the run's ``eval.weights``)."""
-    return checkpoint_evaluator(checkpoint, data=data)(eval_lambda)
+    setup, _ = checkpoint_setup(checkpoint, data=data)
+    setup.reporter = reporter or setup.reporter
+    base = load_run_base(setup.config, setup.run_dir)
+    model = (base if reference else load_policy(setup.config, base, Path(checkpoint))).eval()
+    return generation_scores(setup, model, setup.eval_lambda(weights), plain=reference, max_new_tokens=max_new_tokens)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from lambda_dpo.lambdas import (
     VerticesSampler,
     build_sampler,
     lambdas_for_examples,
-    parse_lambda,
+    parse_numbers,
     read_schedule,
     validate_lambda,
 )
@@ -136,9 +136,9 @@ def test_invalid_lambda_names_the_problem(values, message):
 
 def test_lambda_within_tolerance_is_accepted():
     validate_lambda([0.25, 0.25, 0.25, 0.25 + 5e-7], 4)
-    assert parse_lambda("0.7,0.1,0.1,0.1", 4).tolist() == [0.7, 0.1, 0.1, 0.1]
+    assert validate_lambda(parse_numbers("0.7,0.1,0.1,0.1"), 4).tolist() == [0.7, 0.1, 0.1, 0.1]  # what --lambda does
     with pytest.raises(ValueError, match="comma-separated"):
-        parse_lambda("0.7;0.3", 2)
+        parse_numbers("0.7;0.3", name="--lambda")
 
 
 def test_sampler_config_errors(tmp_path):

@@ -34,6 +34,9 @@ def test_the_tiny_config_loads():
         ("model.dtype=float8", "model.dtype"),
         ("lambdas.sampler=fixed", "lambdas.weights"),
         ("optim.learning_rate=fast", "optim.learning_rate"),
+        ("optim.warmup_ratio=1.5", "optim.warmup_ratio must be in"),  # was accepted: its check sat after a return
+        ("optim.on_nonfinite=ignore", "optim.on_nonfinite must be one of"),
+        ("eval.max_new_tokens=0", "eval.max_new_tokens"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
