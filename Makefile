@@ -4,16 +4,22 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints/cpu.txt
+# The versions the suite last passed with (make lock writes it): a fresh machine gets what CI tested.
+LOCK ?= constraints/tested.txt
 
-.PHONY: setup demo test test-unit clean
+.PHONY: setup demo test test-unit lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -c $(LOCK) -e '.[all,dev]'
 	touch $@
+
+# Refresh the lock from this venv after the suite passes on newer versions (torch stays in $(CONSTRAINTS)).
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v -i -E '^(torch|pip|setuptools|wheel|ruff)==' > $(LOCK)
 
 # The main job: the local Ray λ sweep on the embedded tiny default (8 fine-tunes, 2 at a time).
 # A second `make demo` continues an interrupted sweep, or reprints a finished one's results.

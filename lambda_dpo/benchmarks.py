@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 
-from lambda_dpo.config import path_field
+from lambda_dpo.config import setting
 from lambda_dpo.tasks import TASKS_DIR
 
 PREFIX = "lm_eval/"
@@ -56,15 +56,15 @@ class BenchmarkTask:
 class BenchmarkConfig:
     """lm-eval benchmarks run on the final policy; no tasks, no benchmark evaluation."""
 
-    tasks: List[BenchmarkTask] = field(default_factory=list)
-    include_paths: List[str] = path_field(default_factory=list)  # directories of extra task YAMLs
-    limit: Optional[float] = None  # documents per task (a fraction when < 1); None = all
-    batch_size: int = 8
-    max_length: Optional[int] = None  # context length in tokens; None = the model's
-    apply_chat_template: bool = False  # render contexts with the tokenizer's chat template
-    system_instruction: Optional[str] = None
-    bootstrap_iters: int = 0  # resamples for standard errors (0: none; the objective needs the means)
-    seed: int = 1234
+    tasks: List[BenchmarkTask] = setting(default_factory=list, help='lm-eval tasks: {name, metric, filter, num_fewshot} each')
+    include_paths: List[str] = setting(default_factory=list, path=True, help='directories of extra task YAMLs')
+    limit: Optional[float] = setting(None, help='documents per task (a fraction when < 1); None = all')
+    batch_size: int = setting(8, help='lm-eval requests per forward')
+    max_length: Optional[int] = setting(None, help="context length in tokens; None = the model's")
+    apply_chat_template: bool = setting(False, help="render contexts with the tokenizer's chat template")
+    system_instruction: Optional[str] = setting(None, help="system message of every request (default: none; a λ-conditioned policy gets its evaluation λ's preamble)")
+    bootstrap_iters: int = setting(0, help='resamples for standard errors (0: none; the objective needs the means)')
+    seed: int = setting(1234, help="lm-eval's seed (few-shot sampling)")
 
     def __post_init__(self) -> None:
         names = [task.name for task in self.tasks]

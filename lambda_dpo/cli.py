@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
-from lambda_dpo.commands import add_model_parser, add_train_parsers
+from lambda_dpo import __version__
+from lambda_dpo.commands import add_config_parser, add_model_parser, add_train_parsers
 from lambda_dpo.console import show_warnings
 from lambda_dpo.data.commands import add_data_parser
 
@@ -19,9 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import entry_points
 
     parser = argparse.ArgumentParser(prog="lambda-dpo", description="λ-DPO fine-tuning and λ search over the preference simplex")
+    parser.add_argument("--version", action="version", version=f"lambda-dpo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_data_parser(subparsers)
     add_model_parser(subparsers)
+    add_config_parser(subparsers)
     add_train_parsers(subparsers)
     for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda entry: entry.name):
         entry.load()(subparsers)
@@ -37,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*(args.overrides or []), *extra]
     show_warnings()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lambda-dpo … | head` ends quietly, as other command-line tools do
     import datasets
 
     datasets.disable_progress_bars()  # reading a local file takes a moment; its bar is noise

@@ -326,6 +326,49 @@ def add_model_parser(subparsers) -> None:
     listing.set_defaults(handler=command_model_list)
 
 
+CONFIG_GROUP = "lambda_dpo.configs"  # entry points naming config loaders of other packages (search/: sweep)
+
+
+def config_loaders() -> dict:
+    """Every kind of config file, by name: ``loader(path, overrides)``."""
+    from importlib.metadata import entry_points
+
+    from lambda_dpo.benchmarks import BenchmarkConfig
+    from lambda_dpo.train import load_train_config
+
+    loaders = {"train": load_train_config, "benchmark": lambda path, overrides: load_config(BenchmarkConfig, path, overrides)}
+    loaders |= {entry.name: entry.load() for entry in entry_points(group=CONFIG_GROUP)}
+    return loaders
+
+
+def command_config_show(args) -> int:
+    """``config show``: the first kind of config the file loads as, resolved, with each key's help."""
+    from lambda_dpo.config import ConfigError, describe_config
+
+    errors = {}
+    for kind, loader in config_loaders().items():
+        try:
+            config = loader(args.config, args.overrides)
+        except ConfigError as error:
+            errors[kind] = str(error)
+            continue
+        print(f"# {args.config}: a {kind} config ({type(config).__name__}), resolved with {len(args.overrides)} override(s)")
+        print("\n".join(describe_config(config)))
+        return 0
+    if len(set(errors.values())) == 1:  # the file itself is unreadable (not YAML, not a mapping)
+        raise ValueError(next(iter(errors.values())))
+    raise ValueError(f"{args.config} loads as no kind of config: " + "; ".join(f"as {kind}: {error}" for kind, error in errors.items()))
+
+
+def add_config_parser(subparsers) -> None:
+    config = subparsers.add_parser("config", help="look at configs")
+    actions = config.add_subparsers(dest="action", required=True)
+    show = actions.add_parser("show", help="the resolved config (train, sweep or benchmark YAML) with each key's help and choices")
+    show.add_argument("config", help="a YAML config, e.g. configs/train/tiny.yaml")
+    show.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    show.set_defaults(handler=command_config_show)
+
+
 def add_train_parsers(subparsers) -> None:
     train = subparsers.add_parser("train", help="fine-tune a model with λ-DPO (or a baseline) from a YAML config")
     add_config_arguments(

@@ -8,6 +8,7 @@ written next to every run with :func:`save_config`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import field
 from pathlib import Path
 from typing import Mapping, Sequence, Type, TypeVar
@@ -44,9 +45,7 @@ def load_config(
         merged = OmegaConf.structured(cls if start is None else start)
         layers = []
         if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"config file not found: {path}")
-            layers.append(OmegaConf.load(path))
+            layers.append(read_yaml(path))
         for override in overrides:
             if "=" not in override:
                 raise ConfigError(f"override {override!r} must look like key=value (e.g. data.limit=100)")
@@ -58,7 +57,7 @@ def load_config(
                 if not Path(base).is_file():
                     raise ConfigError(f"{where}: {key}: config file not found: {base}")
                 # Under everything found so far: a base file's own keys override the ones it names.
-                layers.insert(0, _nested(node, OmegaConf.load(base)))
+                layers.insert(0, _nested(node, read_yaml(base)))
         for layer in layers:
             merged = OmegaConf.merge(merged, layer)
         return OmegaConf.to_object(merged)
@@ -72,6 +71,25 @@ def load_config(
         raise ConfigError(f"{where}: {error}") from None
 
 
+def read_yaml(path: str | Path):
+    """A YAML config file as an OmegaConf mapping; a missing file, a syntax error (with its line) or
+    a file that is not a mapping of keys is a one-line ConfigError naming the file."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not OmegaConf.is_dict(loaded):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys (key: value lines), not a {type(OmegaConf.to_container(loaded)).__name__}")
+    return loaded
+
+
 def _nested(node: str, value):
     for part in reversed(node.split(".")):
         value = {part: value}
@@ -82,16 +100,17 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
 
 
-def path_field(default=None, **kwargs):
-    """A config field that may name a local file or directory: :func:`with_absolute_paths` makes it
-    absolute for processes that run elsewhere (Ray's trials). Its value may also be a hub id."""
-    if "default_factory" not in kwargs:
+def setting(default=dataclasses.MISSING, *, help: str = "", choices: tuple[str, ...] | None = None, path: bool = False, **kwargs):
+    """A config field with its help text (``lambda-dpo config show`` prints it), its choices when it
+    takes one of a few names, and ``path=True`` when it may name a local file or directory
+    (:func:`with_absolute_paths` makes those absolute for processes that run elsewhere)."""
+    if default is not dataclasses.MISSING:
         kwargs["default"] = default
-    return field(metadata={"path": True}, **kwargs)
+    return field(metadata={"help": help, "choices": choices, "path": path}, **kwargs)
 
 
 def with_absolute_paths(config: T) -> T:
-    """``config`` with every :func:`path_field` that names an existing local path made absolute
+    """``config`` with every ``setting(path=True)`` field that names an existing local path made absolute
     (in nested configs and lists too); hub ids and other names are left alone."""
 
     def absolute(value):
@@ -107,6 +126,24 @@ def with_absolute_paths(config: T) -> T:
         elif item.metadata.get("path"):
             changes[item.name] = absolute(value)
     return dataclasses.replace(config, **changes)
+
+
+def describe_config(config, indent: int = 0) -> list[str]:
+    """The resolved config as YAML lines, each key followed by its help and choices (``config show``)."""
+    lines = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        note = item.metadata.get("help", "")
+        if item.metadata.get("choices"):
+            note += f" [one of: {', '.join(item.metadata['choices'])}]"
+        if dataclasses.is_dataclass(value):
+            lines.append(" " * indent + f"{item.name}:" + (f"  # {note}" if note else ""))
+            lines += describe_config(value, indent + 2)
+            continue
+        # Lists inline (JSON is YAML), so the help stays on the key's own line.
+        text = f"{item.name}: {json.dumps(value, ensure_ascii=False)}" if isinstance(value, (list, dict)) else OmegaConf.to_yaml({item.name: value}).strip()
+        lines.append(" " * indent + text + (f"  # {note}" if note else ""))
+    return lines
 
 
 def config_to_yaml(config) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lambda_dpo.config import path_field
+from lambda_dpo.config import setting
 from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample
 from lambda_dpo.lambdas import validate_lambda
@@ -25,16 +25,16 @@ from lambda_dpo.preferences import ratings_to_targets
 class EvalConfig:
     """Held-out data and how it is scored."""
 
-    source: Optional[str] = path_field()  # held-out data; None = hold out `fraction` of data.source
-    split: str = "test"  # hub split of `source`
-    fraction: float = 0.1  # share of data.source held out when `source` is None
-    split_seed: int = 0  # fixed, so runs with different seeds are scored on the same prompts
-    limit: Optional[int] = None
-    weights: Optional[List[float]] = None  # λ of the mixed target; None = the centroid (1/m, ...)
-    every: int = 0  # evaluate every this many steps (0 = at the end only)
-    batch_size: int = 16
-    generate: bool = False  # the final evaluation also scores greedy generations with the verifiers (verifiable/*)
-    max_new_tokens: int = 128  # for generate
+    source: Optional[str] = setting(None, path=True, help='held-out data; None = hold out `fraction` of data.source')
+    split: str = setting("test", help='hub split of `source`')
+    fraction: float = setting(0.1, help='share of data.source held out when `source` is None')
+    split_seed: int = setting(0, help='fixed, so runs with different seeds are scored on the same prompts')
+    limit: Optional[int] = setting(None, help='keep at most this many held-out examples')
+    weights: Optional[List[float]] = setting(None, help='λ of the mixed target; None = the centroid (1/m, ...)')
+    every: int = setting(0, help='evaluate every this many steps (0 = at the end only)')
+    batch_size: int = setting(16, help='prompts per evaluation forward (and per generation batch)')
+    generate: bool = setting(False, help='the final evaluation also scores greedy generations with the verifiers (verifiable/*)')
+    max_new_tokens: int = setting(128, help='for generate')
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:

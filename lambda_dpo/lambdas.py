@@ -15,7 +15,7 @@ from typing import List, Optional, Protocol, Sequence
 
 import numpy as np
 
-from lambda_dpo.config import path_field
+from lambda_dpo.config import setting
 
 SIMPLEX_TOLERANCE = 1e-6
 SCHEDULE_FORMAT = "lambda-dpo/schedule"
@@ -219,14 +219,14 @@ ANCHORABLE = ("dirichlet", "gaussian", "vertices")
 class LambdaConfig:
     """How λ is chosen for each training example."""
 
-    sampler: str = "dirichlet"  # one of SAMPLERS
-    weights: Optional[List[float]] = None  # the λ of `fixed`; the mean of `dirichlet` when given
-    dirichlet_alpha: float = 1.0  # concentration of `dirichlet` per dimension at the centroid (1 = uniform on the simplex)
-    gaussian_sigma: float = 1.0  # σ of `gaussian`
-    vertex: Optional[int] = None  # `vertices`: always this dimension (None = a random one per example)
-    schedule: Optional[str] = path_field()  # `scheduled`: path to a schedule JSON
-    anchor_share: float = 0.0  # share of examples given the anchor λ (`weights`, else the centroid) instead of a draw
-    seed: int = 0
+    sampler: str = setting("dirichlet", help='one of SAMPLERS', choices=SAMPLERS)
+    weights: Optional[List[float]] = setting(None, help='the λ of `fixed`; the mean of `dirichlet` when given')
+    dirichlet_alpha: float = setting(1.0, help='concentration of `dirichlet` per dimension at the centroid (1 = uniform on the simplex)')
+    gaussian_sigma: float = setting(1.0, help='σ of `gaussian`')
+    vertex: Optional[int] = setting(None, help='`vertices`: always this dimension (None = a random one per example)')
+    schedule: Optional[str] = setting(None, path=True, help='`scheduled`: path to a schedule JSON')
+    anchor_share: float = setting(0.0, help='share of examples given the anchor λ (`weights`, else the centroid) instead of a draw')
+    seed: int = setting(0, help="seed of the per-example λ draws (with the epoch and the example's key)")
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional
 
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from lambda_dpo.config import path_field
+from lambda_dpo.config import setting
 from lambda_dpo.data.collate import IGNORE_INDEX
 from lambda_dpo.pretrained import resolve_model_source
 
@@ -30,11 +30,11 @@ REDUCTIONS = ("mean", "sum")
 class LoraConfig:
     """peft LoRA settings; ``enabled: false`` trains every weight."""
 
-    enabled: bool = True
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+    enabled: bool = setting(True, help='train a LoRA adapter (false: every weight)')
+    r: int = setting(16, help='LoRA rank')
+    alpha: int = setting(32, help='LoRA scaling numerator (the update is scaled by alpha / r)')
+    dropout: float = setting(0.05, help='dropout on the LoRA input')
+    target_modules: List[str] = setting(default_factory=lambda: ["all-linear"], help='module names to adapt, or [all-linear]')
 
     def __post_init__(self) -> None:
         if self.r <= 0:
@@ -47,19 +47,19 @@ class LoraConfig:
 class ModelConfig:
     """Which causal LM to train and how."""
 
-    name_or_path: str = path_field("configs/models/tiny-llama")  # hub id, registered name (lambda-dpo model list) or local directory
+    name_or_path: str = setting("configs/models/tiny-llama", path=True, help='hub id, registered name (lambda-dpo model list) or local directory')
     # Random weights from the architecture in name_or_path's config.json. Unset (null): random
     # only when name_or_path is a directory with a config.json and no weights; true: random even
     # when it has weights (they are not loaded); false: its weights must be loaded.
-    random_init: Optional[bool] = None
-    tokenizer: Optional[str] = path_field()  # hub id or directory; None = name_or_path's own; "train" = BPE trained on the data (random init only)
-    tokenizer_vocab_size: int = 512  # for tokenizer: train
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    gradient_checkpointing: bool = False
-    trust_remote_code: bool = False  # models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust
-    pad_token: Optional[str] = None  # padding token when the tokenizer has none (default: its eos token)
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    random_init: Optional[bool] = setting(None, help="random weights from name_or_path's config.json: null = only when it holds no weights; true = even when it has weights (not loaded); false = its weights must be loaded")
+    tokenizer: Optional[str] = setting(None, path=True, help='hub id or directory; None = name_or_path\'s own; "train" = BPE trained on the data (random init only)')
+    tokenizer_vocab_size: int = setting(512, help='for tokenizer: train')
+    dtype: str = setting("auto", help='auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16')
+    device: str = setting("auto", help='auto | cpu | cuda | cuda:N')
+    gradient_checkpointing: bool = setting(False, help='recompute activations in the backward pass (less memory, more time)')
+    trust_remote_code: bool = setting(False, help='models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust')
+    pad_token: Optional[str] = setting(None, help='padding token when the tokenizer has none (default: its eos token)')
+    lora: LoraConfig = setting(default_factory=LoraConfig, help='')
 
     def __post_init__(self) -> None:
         if self.dtype != "auto" and self.dtype not in DTYPES:

@@ -9,6 +9,7 @@ from torch import Tensor
 
 import torch
 
+from lambda_dpo.config import setting
 from lambda_dpo.loss import best_worst_pairs, dpo_loss, lambda_dpo_loss, log_odds, mixed_target, orpo_loss, simpo_loss
 from lambda_dpo.modeling import REDUCTIONS, ResponseLogps
 
@@ -20,11 +21,11 @@ PAIRWISE_LOSSES = ("dpo", "simpo", "orpo")  # they use two responses per prompt:
 class LossConfig:
     """Which preference loss to train with (SPEC.md items 1–7)."""
 
-    name: str = "lambda_dpo"  # lambda_dpo | dpo | simpo | orpo
-    beta: float = 0.1
-    logp_reduction: str = "mean"  # mean (the paper's code) | sum (classic DPO)
-    simpo_gamma: float = 0.5
-    orpo_alpha: float = 1.0
+    name: str = setting("lambda_dpo", help='lambda_dpo | dpo | simpo | orpo', choices=LOSSES)
+    beta: float = setting(0.1, help='β of the implicit reward β (logp_θ − logp_ref) (SimPO: its own β)')
+    logp_reduction: str = setting("mean", help="mean (the paper's code) | sum (classic DPO)", choices=REDUCTIONS)
+    simpo_gamma: float = setting(0.5, help="SimPO's target margin γ")
+    orpo_alpha: float = setting(1.0, help="ORPO's weight α of the odds-ratio term")
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:

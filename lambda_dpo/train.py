@@ -20,7 +20,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lambda_dpo.config import setting
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
@@ -72,15 +73,15 @@ class NonFiniteError(ValueError):
 class OptimConfig:
     """AdamW with a cosine schedule and linear warm-up, over optimizer steps."""
 
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.1
-    max_steps: int = 1000  # optimizer steps (ignored when `epochs` is set)
-    epochs: Optional[float] = None  # passes over the training set; sets max_steps once the data is loaded
-    batch_size: int = 4  # prompts per micro-batch (each brings its N responses)
-    gradient_accumulation: int = 1
-    max_grad_norm: float = 1.0
-    on_nonfinite: str = "raise"  # raise: stop at a non-finite loss or gradient norm | skip: drop that step's update and count it
+    learning_rate: float = setting(5e-5, help='peak AdamW learning rate')
+    weight_decay: float = setting(0.0, help='AdamW weight decay')
+    warmup_ratio: float = setting(0.1, help='share of max_steps of linear warm-up before the cosine decay, in [0, 1)')
+    max_steps: int = setting(1000, help='optimizer steps (ignored when `epochs` is set)')
+    epochs: Optional[float] = setting(None, help='passes over the training set; sets max_steps once the data is loaded')
+    batch_size: int = setting(4, help='prompts per micro-batch (each brings its N responses)')
+    gradient_accumulation: int = setting(1, help='micro-batches per optimizer step')
+    max_grad_norm: float = setting(1.0, help='gradient norm clipping')
+    on_nonfinite: str = setting("raise", help="raise: stop at a non-finite loss or gradient norm | skip: drop that step's update and count it", choices=ON_NONFINITE)
 
     def __post_init__(self) -> None:
         if self.max_steps <= 0 or self.batch_size <= 0 or self.gradient_accumulation <= 0:
@@ -104,9 +105,9 @@ class OptimConfig:
 class SFTConfig:
     """Optional warm start for base models: NLL on each prompt's best response under its λ."""
 
-    steps: int = 0  # 0 = no warm start
-    learning_rate: float = 1e-3
-    batch_size: int = 16
+    steps: int = setting(0, help='0 = no warm start')
+    learning_rate: float = setting(1e-3, help='learning rate of the warm start')
+    batch_size: int = setting(16, help='prompts per warm-start step (each trains on its best response)')
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size <= 0:
@@ -117,22 +118,22 @@ class SFTConfig:
 class TrainConfig:
     """One λ-DPO fine-tune."""
 
-    output_dir: str = "runs/train"
-    seed: int = 0
-    threads: Optional[int] = None  # torch intra-op threads (1 is fastest for the tiny model on 2 cores)
-    conditioning: str = "none"  # none | prompt: λ rendered into the prompt, so λ steers the policy at inference
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    lambdas: LambdaConfig = field(default_factory=LambdaConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    benchmarks_config: Optional[str] = None  # YAML of `benchmarks` (e.g. configs/eval/paper.yaml); `benchmarks.*` keys override it
-    benchmarks: BenchmarkConfig = field(default_factory=BenchmarkConfig)  # lm-eval tasks run on the final policy
-    log_every: int = 10
-    save_every: int = 0  # checkpoint every this many steps (0 = only at the end)
-    keep_checkpoints: int = 2  # the newest this many step checkpoints are kept
+    output_dir: str = setting("runs/train", help='the run directory (config, checkpoints, metrics, eval.json)')
+    seed: int = setting(0, help='seed of weights, batch order and dropout')
+    threads: Optional[int] = setting(None, help='torch intra-op threads (1 is fastest for the tiny model on 2 cores)')
+    conditioning: str = setting("none", help='none | prompt: λ rendered into the prompt, so λ steers the policy at inference', choices=CONDITIONING)
+    model: ModelConfig = setting(default_factory=ModelConfig, help='')
+    data: DataConfig = setting(default_factory=DataConfig, help='')
+    eval: EvalConfig = setting(default_factory=EvalConfig, help='')
+    lambdas: LambdaConfig = setting(default_factory=LambdaConfig, help='')
+    loss: LossConfig = setting(default_factory=LossConfig, help='')
+    optim: OptimConfig = setting(default_factory=OptimConfig, help='')
+    sft: SFTConfig = setting(default_factory=SFTConfig, help='')
+    benchmarks_config: Optional[str] = setting(None, help='YAML of `benchmarks` (e.g. configs/eval/paper.yaml); `benchmarks.*` keys override it')
+    benchmarks: BenchmarkConfig = setting(default_factory=BenchmarkConfig, help='lm-eval tasks run on the final policy')
+    log_every: int = setting(10, help='report training metrics every this many steps')
+    save_every: int = setting(0, help='checkpoint every this many steps (0 = only at the end)')
+    keep_checkpoints: int = setting(2, help='the newest this many step checkpoints are kept')
 
     def __post_init__(self) -> None:
         if self.log_every <= 0 or self.save_every < 0 or self.keep_checkpoints < 1:

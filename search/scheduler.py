@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import BayesianRidge, Ridge
 from sklearn.preprocessing import PolynomialFeatures
 
+from lambda_dpo.config import setting
 from lambda_dpo.lambdas import SCHEDULE_FORMAT, SCHEDULE_VERSION, parse_schedule, validate_lambdas
 
 BASES = ("monomial", "scheffe")
@@ -94,10 +95,6 @@ def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:
     return names
 
 
-def _setting(default, help: str, choices: tuple[str, ...] | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices})
-
-
 @dataclass
 class SchedulerSettings:
     """The scheduler's settings: the one home of their defaults, their help and their checks.
@@ -109,20 +106,20 @@ class SchedulerSettings:
     paper's quadratic with τ = 100 on raw scores (:data:`PRESETS` ``paper``).
     """
 
-    degree: int = _setting(3, "polynomial degree p (the paper: 2)")
-    basis: str = _setting("monomial", "monomial: every monomial of degree ≤ p (the paper's); scheffe: the full-rank mixture basis", BASES)
-    regression: str = _setting("ridge", "lstsq: minimum-norm least squares; ridge: L2 penalty alpha; bayesian: candidates scored by mean + kappa·std", REGRESSIONS)
-    alpha: float = _setting(1e-2, "ridge penalty")
-    kappa: float = _setting(1.0, "exploration weight of the predictive std (bayesian)")
-    candidates: str = _setting("dirichlet", "dirichlet: n_candidates draws from Dir(dirichlet_alpha); grid: the simplex lattice of grid_resolution", CANDIDATE_KINDS)
-    n_candidates: int = _setting(2000, "Dirichlet candidates")
-    dirichlet_alpha: float = _setting(1.0, "concentration of the Dirichlet candidates (1: uniform on the simplex)")
-    grid_resolution: int = _setting(10, "steps per side of the grid candidates")
-    local_candidates: int = _setting(1000, "extra candidates near the best observed λ and the fitted maximum (half each)")
-    local_concentration: float = _setting(50.0, "how tightly the local candidates gather (std ≈ √(λ(1−λ)/c))")
-    local_bandwidth: Optional[float] = _setting(None, "if set, observations weighted by exp(−½(‖λ − λ_best‖/h)²) around the best observed λ")
-    temperature: float = _setting(3.0, "τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
-    temperature_scale: str = _setting("std", "raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", TEMPERATURE_SCALES)
+    degree: int = setting(3, help="polynomial degree p (the paper: 2)")
+    basis: str = setting("monomial", help="monomial: every monomial of degree ≤ p (the paper's); scheffe: the full-rank mixture basis", choices=BASES)
+    regression: str = setting("ridge", help="lstsq: minimum-norm least squares; ridge: L2 penalty alpha; bayesian: candidates scored by mean + kappa·std", choices=REGRESSIONS)
+    alpha: float = setting(1e-2, help="ridge penalty")
+    kappa: float = setting(1.0, help="exploration weight of the predictive std (bayesian)")
+    candidates: str = setting("dirichlet", help="dirichlet: n_candidates draws from Dir(dirichlet_alpha); grid: the simplex lattice of grid_resolution", choices=CANDIDATE_KINDS)
+    n_candidates: int = setting(2000, help="Dirichlet candidates")
+    dirichlet_alpha: float = setting(1.0, help="concentration of the Dirichlet candidates (1: uniform on the simplex)")
+    grid_resolution: int = setting(10, help="steps per side of the grid candidates")
+    local_candidates: int = setting(1000, help="extra candidates near the best observed λ and the fitted maximum (half each)")
+    local_concentration: float = setting(50.0, help="how tightly the local candidates gather (std ≈ √(λ(1−λ)/c))")
+    local_bandwidth: Optional[float] = setting(None, help="if set, observations weighted by exp(−½(‖λ − λ_best‖/h)²) around the best observed λ")
+    temperature: float = setting(3.0, help="τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
+    temperature_scale: str = setting("std", help="raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", choices=TEMPERATURE_SCALES)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

@@ -8,12 +8,13 @@ Ray orchestration that runs it is :mod:`search.sweep`; its results are read by :
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
+from lambda_dpo.config import setting
 from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
 from lambda_dpo.config import ConfigError, load_config, with_absolute_paths
 from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda
@@ -32,15 +33,15 @@ OBJECTIVE = "objective"
 class SearcherConfig:
     """Which searcher proposes λ, and its budget."""
 
-    name: str = "polynomial"  # polynomial (ours) | optuna | random (Dirichlet) | grid
-    num_trials: int = 8
-    max_concurrent: int = 2
-    initial_points: Optional[List[List[float]]] = None  # default: the m vertices and the centroid (polynomial)
-    tolerance: float = 0.02  # no λ within this max-norm distance of a taken one is suggested again
-    seed: int = 0
-    dirichlet_alpha: float = 1.0  # random
-    grid_resolution: int = 2  # grid: steps per side of the simplex lattice
-    optuna_sampler: str = "tpe"  # optuna: tpe | gp
+    name: str = setting("polynomial", help='polynomial (ours) | optuna | random (Dirichlet) | grid', choices=SEARCHERS)
+    num_trials: int = setting(8, help='fine-tunes (λ) in all')
+    max_concurrent: int = setting(2, help='trials at a time')
+    initial_points: Optional[List[List[float]]] = setting(None, help='default: the m vertices and the centroid (polynomial)')
+    tolerance: float = setting(0.02, help='no λ within this max-norm distance of a taken one is suggested again')
+    seed: int = setting(0, help="seed of the searcher (and of schedule.json's candidates)")
+    dirichlet_alpha: float = setting(1.0, help='random')
+    grid_resolution: int = setting(2, help='grid: steps per side of the simplex lattice')
+    optuna_sampler: str = setting("tpe", help='optuna: tpe | gp')
 
     def __post_init__(self) -> None:
         if self.name not in SEARCHERS:
@@ -54,11 +55,11 @@ class ResourcesConfig:
     """What one trial asks of the cluster. On 2 CPUs, 2 trials at a time need a fractional
     driver and workers of 0.9 CPU (whole CPUs each would wait forever)."""
 
-    num_workers: int = 1  # data-parallel Ray Train workers per trial
-    use_gpu: bool = False
-    cpus_per_worker: float = 0.9
-    gpus_per_worker: float = 1.0  # with use_gpu; a fraction packs several trials onto one GPU
-    driver_cpus: float = 0.1  # the Tune trial that drives the Train run
+    num_workers: int = setting(1, help='data-parallel Ray Train workers per trial')
+    use_gpu: bool = setting(False, help='one GPU (or gpus_per_worker) per worker')
+    cpus_per_worker: float = setting(0.9, help='CPUs per Ray Train worker')
+    gpus_per_worker: float = setting(1.0, help='with use_gpu; a fraction packs several trials onto one GPU')
+    driver_cpus: float = setting(0.1, help='the Tune trial that drives the Train run')
 
     def __post_init__(self) -> None:
         if self.num_workers <= 0 or self.cpus_per_worker < 0 or self.driver_cpus <= 0:
@@ -79,21 +80,21 @@ class ResourcesConfig:
 class SweepConfig:
     """A λ sweep: the base fine-tune, the objective, the searcher and the resources."""
 
-    name: str = "sweep"
-    storage_path: str = "runs/sweeps"  # Ray storage: a local/NFS path or a URI (s3://, gs://)
-    output_dir: Optional[str] = None  # results and run dirs; default <storage_path>/<name> when local
-    train_config: Optional[str] = None  # YAML of the base fine-tune; `train.*` keys override it
-    train: TrainConfig = field(default_factory=TrainConfig)
-    objective: str = "top1_accuracy/mixed"  # final evaluation metric the searcher optimises
-    mode: str = "max"
-    lambda_mode: str = "fixed"  # fixed: the trial's λ for every example | dirichlet: λ ~ Dir centred on it
-    lambda_concentration: float = 20.0  # dirichlet: α = concentration · λ
-    searcher: SearcherConfig = field(default_factory=SearcherConfig)
-    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    max_failures: int = 2  # worker-group failures a trial survives, resuming from its checkpoint
-    keep_checkpoints: int = 2  # Ray Train checkpoints kept per trial
-    table_metrics: List[str] = field(default_factory=lambda: ["reward_margin", "kl_to_reference"])
+    name: str = setting("sweep", help="the sweep's directory name under storage_path")
+    storage_path: str = setting("runs/sweeps", help='Ray storage: a local/NFS path or a URI (s3://, gs://)')
+    output_dir: Optional[str] = setting(None, help='results and run dirs; default <storage_path>/<name> when local')
+    train_config: Optional[str] = setting(None, help='YAML of the base fine-tune; `train.*` keys override it')
+    train: TrainConfig = setting(default_factory=TrainConfig, help='')
+    objective: str = setting("top1_accuracy/mixed", help='final evaluation metric the searcher optimises')
+    mode: str = setting("max", help='max or min the objective', choices=("min", "max"))
+    lambda_mode: str = setting("fixed", help="fixed: the trial's λ for every example | dirichlet: λ ~ Dir centred on it", choices=LAMBDA_MODES)
+    lambda_concentration: float = setting(20.0, help='dirichlet: α = concentration · λ')
+    searcher: SearcherConfig = setting(default_factory=SearcherConfig, help='')
+    scheduler: SchedulerSettings = setting(default_factory=SchedulerSettings, help='')
+    resources: ResourcesConfig = setting(default_factory=ResourcesConfig, help='')
+    max_failures: int = setting(2, help='worker-group failures a trial survives, resuming from its checkpoint')
+    keep_checkpoints: int = setting(2, help='Ray Train checkpoints kept per trial')
+    table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "kl_to_reference"], help='final metrics shown beside the objective in results.csv and the table')
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
-from lambda_dpo.config import path_field
+from lambda_dpo.config import setting
 from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, detect_format
 
@@ -150,15 +150,15 @@ def load_examples(
 class DataConfig:
     """Where the preference data comes from and how it is turned into batches."""
 
-    source: str = path_field("openbmb/UltraFeedback")  # hub dataset name, or a local .json/.jsonl/.parquet file or directory
-    format: str = "auto"  # auto | ultrafeedback | listwise
-    split: str = "train"  # hub split
-    dimensions: List[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS))
-    on_bad_record: str = "raise"  # raise | skip
-    limit: Optional[int] = None  # keep at most this many examples
-    target_temperature: float = 1.0  # T of the per-dimension targets softmax(rating / T)
-    max_prompt_length: int = 256
-    max_length: int = 512
+    source: str = setting("openbmb/UltraFeedback", path=True, help='hub dataset name, or a local .json/.jsonl/.parquet file or directory')
+    format: str = setting("auto", help='auto | ultrafeedback | listwise', choices=FORMATS)
+    split: str = setting("train", help='hub split')
+    dimensions: List[str] = setting(default_factory=lambda: list(DEFAULT_DIMENSIONS), help="rating dimensions, in the order of λ's components")
+    on_bad_record: str = setting("raise", help='raise | skip', choices=ON_BAD_RECORD)
+    limit: Optional[int] = setting(None, help='keep at most this many examples')
+    target_temperature: float = setting(1.0, help='T of the per-dimension targets softmax(rating / T)')
+    max_prompt_length: int = setting(256, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
+    max_length: int = setting(512, help='tokens of prompt + response; a longer response loses its end')
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

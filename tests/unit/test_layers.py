@@ -26,3 +26,16 @@ def test_library_modules_do_not_import_command_modules():
     library = [p for p in [*(ROOT / "lambda_dpo").rglob("*.py"), *(ROOT / "search").rglob("*.py")] if p.stem not in ("commands", "cli")]
     offenders = {str(p.relative_to(ROOT)): sorted(imported_modules(p) & commands) for p in library}
     assert not {path: found for path, found in offenders.items() if found}
+
+
+def test_the_core_library_does_not_import_the_optional_dependencies():
+    """lambda_dpo's loss, data and training loop work without the sweep, eval and real extras installed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lambda_dpo.loss, lambda_dpo.train, lambda_dpo.preflight, lambda_dpo.verifiable.scoring, lambda_dpo.pretrained; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'lm_eval', 'gguf', 'langdetect'}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    assert loaded == "[]"
