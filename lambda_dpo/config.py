@@ -54,13 +54,14 @@ def load_config(
         for node, key in (base_files or {}).items():
             base = next((found for layer in reversed(layers) if (found := OmegaConf.select(layer, key))), None)
             if base is not None:
+                base = shipped_path(base)
                 if not Path(base).is_file():
                     raise ConfigError(f"{where}: {key}: config file not found: {base}")
                 # Under everything found so far: a base file's own keys override the ones it names.
                 layers.insert(0, _nested(node, read_yaml(base)))
         for layer in layers:
             merged = OmegaConf.merge(merged, layer)
-        return OmegaConf.to_object(merged)
+        return resolve_shipped_paths(OmegaConf.to_object(merged))
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         prefix = f"{where}: key {key!r}: " if key else f"{where}: "
@@ -71,11 +72,47 @@ def load_config(
         raise ConfigError(f"{where}: {error}") from None
 
 
+# Relative paths the project's own defaults use, and the packages that carry them in a wheel.
+SHIPPED = {"configs/": "lambda_dpo.configs", "lambda_dpo/": "lambda_dpo"}
+
+
+def shipped_path(value: str | None) -> str | None:
+    """``value`` unchanged, unless it is a relative path that does not exist here but names a file
+    the package ships (``configs/…``, ``lambda_dpo/…``): then that file's path in the installed
+    package, so the defaults work outside a checkout."""
+    if not value or Path(value).is_absolute() or Path(value).exists():
+        return value
+    from importlib import resources
+
+    for prefix, package in SHIPPED.items():
+        if value.startswith(prefix):
+            try:
+                candidate = Path(str(resources.files(package).joinpath(value[len(prefix) :])))
+            except ModuleNotFoundError:  # a source tree not installed: configs/ sits beside the package
+                candidate = Path(__file__).parents[1] / value
+            if candidate.exists():
+                return str(candidate)
+    return value
+
+
+def resolve_shipped_paths(config: T) -> T:
+    """``config`` with each path field that names a shipped file resolved (:func:`shipped_path`)."""
+    changes = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            changes[item.name] = resolve_shipped_paths(value)
+        elif item.metadata.get("path"):
+            changes[item.name] = [shipped_path(v) for v in value] if isinstance(value, list) else shipped_path(value)
+    return dataclasses.replace(config, **changes)
+
+
 def read_yaml(path: str | Path):
     """A YAML config file as an OmegaConf mapping; a missing file, a syntax error (with its line) or
     a file that is not a mapping of keys is a one-line ConfigError naming the file."""
     import yaml
 
+    path = shipped_path(str(path))
     if not Path(path).is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -1,0 +1,197 @@
+"""Typed configs: dataclasses loaded from YAML with dotted ``key=value`` overrides.
+
+OmegaConf does the merging and type checks (an unknown key or a wrong type is an error naming
+the key); each dataclass validates its values in ``__post_init__``. The resolved config is
+written next to every run with :func:`save_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import field
+from pathlib import Path
+from typing import Mapping, Sequence, Type, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and key."""
+
+
+def load_config(
+    cls: Type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base_files: Mapping[str, str] | None = None,
+    start: T | None = None,
+) -> T:
+    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``key=value`` overrides.
+
+    base_files: ``{node: key}`` (dotted paths): when the config (file or overrides) sets ``key``
+    to a YAML path, that file is the starting point of ``node``, under what the config itself says
+    of ``node`` (a sweep's ``train_config: configs/train/tiny.yaml`` fills ``train``). Entries are
+    taken in order, and a later ``key`` may be set by an earlier entry's file (the train YAML's
+    ``benchmarks_config`` fills ``train.benchmarks``).
+    start: a ``cls`` instance to start from instead of its defaults (a run's saved settings).
+    """
+    where = str(path) if path else "defaults"
+    try:
+        merged = OmegaConf.structured(cls if start is None else start)
+        layers = []
+        if path is not None:
+            layers.append(read_yaml(path))
+        for override in overrides:
+            if "=" not in override:
+                raise ConfigError(f"override {override!r} must look like key=value (e.g. data.limit=100)")
+        if overrides:
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        for node, key in (base_files or {}).items():
+            base = next((found for layer in reversed(layers) if (found := OmegaConf.select(layer, key))), None)
+            if base is not None:
+                base = shipped_path(base)
+                if not Path(base).is_file():
+                    raise ConfigError(f"{where}: {key}: config file not found: {base}")
+                # Under everything found so far: a base file's own keys override the ones it names.
+                layers.insert(0, _nested(node, read_yaml(base)))
+        for layer in layers:
+            merged = OmegaConf.merge(merged, layer)
+        return resolve_shipped_paths(OmegaConf.to_object(merged))
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        prefix = f"{where}: key {key!r}: " if key else f"{where}: "
+        raise ConfigError(prefix + _first_line(error)) from None
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {error}") from None
+
+
+# Relative paths the project's own defaults use, and the packages that carry them in a wheel.
+SHIPPED = {"configs/": "lambda_dpo.configs", "lambda_dpo/": "lambda_dpo"}
+
+
+def shipped_path(value: str | None) -> str | None:
+    """``value`` unchanged, unless it is a relative path that does not exist here but names a file
+    the package ships (``configs/…``, ``lambda_dpo/…``): then that file's path in the installed
+    package, so the defaults work outside a checkout."""
+    if not value or Path(value).is_absolute() or Path(value).exists():
+        return value
+    from importlib import resources
+
+    for prefix, package in SHIPPED.items():
+        if value.startswith(prefix):
+            try:
+                candidate = Path(str(resources.files(package).joinpath(value[len(prefix) :])))
+            except ModuleNotFoundError:  # a source tree not installed: configs/ sits beside the package
+                candidate = Path(__file__).parents[1] / value
+            if candidate.exists():
+                return str(candidate)
+    return value
+
+
+def resolve_shipped_paths(config: T) -> T:
+    """``config`` with each path field that names a shipped file resolved (:func:`shipped_path`)."""
+    changes = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            changes[item.name] = resolve_shipped_paths(value)
+        elif item.metadata.get("path"):
+            changes[item.name] = [shipped_path(v) for v in value] if isinstance(value, list) else shipped_path(value)
+    return dataclasses.replace(config, **changes)
+
+
+def read_yaml(path: str | Path):
+    """A YAML config file as an OmegaConf mapping; a missing file, a syntax error (with its line) or
+    a file that is not a mapping of keys is a one-line ConfigError naming the file."""
+    import yaml
+
+    path = shipped_path(str(path))
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not OmegaConf.is_dict(loaded):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys (key: value lines), not a {type(OmegaConf.to_container(loaded)).__name__}")
+    return loaded
+
+
+def _nested(node: str, value):
+    for part in reversed(node.split(".")):
+        value = {part: value}
+    return OmegaConf.create(value)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+def setting(default=dataclasses.MISSING, *, help: str = "", choices: tuple[str, ...] | None = None, path: bool = False, **kwargs):
+    """A config field with its help text (``lambda-dpo config show`` prints it), its choices when it
+    takes one of a few names, and ``path=True`` when it may name a local file or directory
+    (:func:`with_absolute_paths` makes those absolute for processes that run elsewhere)."""
+    if default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    return field(metadata={"help": help, "choices": choices, "path": path}, **kwargs)
+
+
+def with_absolute_paths(config: T) -> T:
+    """``config`` with every ``setting(path=True)`` field that names an existing local path made absolute
+    (in nested configs and lists too); hub ids and other names are left alone."""
+
+    def absolute(value):
+        if isinstance(value, list):
+            return [absolute(item) for item in value]
+        return str(Path(value).absolute()) if isinstance(value, str) and value and Path(value).exists() else value
+
+    changes = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            changes[item.name] = with_absolute_paths(value)
+        elif item.metadata.get("path"):
+            changes[item.name] = absolute(value)
+    return dataclasses.replace(config, **changes)
+
+
+def describe_config(config, indent: int = 0) -> list[str]:
+    """The resolved config as YAML lines, each key followed by its help and choices (``config show``)."""
+    lines = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        note = item.metadata.get("help", "")
+        if item.metadata.get("choices"):
+            note += f" [one of: {', '.join(item.metadata['choices'])}]"
+        if dataclasses.is_dataclass(value):
+            lines.append(" " * indent + f"{item.name}:" + (f"  # {note}" if note else ""))
+            lines += describe_config(value, indent + 2)
+            continue
+        # Lists inline (JSON is YAML), so the help stays on the key's own line.
+        text = f"{item.name}: {json.dumps(value, ensure_ascii=False)}" if isinstance(value, (list, dict)) else OmegaConf.to_yaml({item.name: value}).strip()
+        lines.append(" " * indent + text + (f"  # {note}" if note else ""))
+    return lines
+
+
+def config_to_yaml(config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def save_config(config, directory: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config as YAML into ``directory`` and return its path."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a config dataclass, got {type(config).__name__}")
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_to_yaml(config))
+    return path

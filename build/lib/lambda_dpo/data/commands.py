@@ -1,0 +1,140 @@
+"""``lambda-dpo data check``: load a dataset the way training will and report what it holds."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from lambda_dpo.console import make_console
+from rich.table import Table
+
+from lambda_dpo.data.loading import FORMATS, ON_BAD_RECORD, load_examples
+from lambda_dpo.data.records import DEFAULT_DIMENSIONS
+from lambda_dpo.preferences import MIN_RATED_RESPONSES
+
+
+def command_check(args) -> int:
+    console = make_console()
+    dimensions = args.dimensions.split(",") if args.dimensions else list(DEFAULT_DIMENSIONS)
+    with console.status(f"loading {args.source}"):
+        examples, report = load_examples(
+            args.source, dimensions=dimensions, format=args.format, split=args.split, on_bad_record=args.on_bad_record, limit=args.limit
+        )
+    console.print(report.summary())
+    counts = np.bincount([e.num_responses for e in examples])
+    console.print("responses per prompt: " + ", ".join(f"{n}: {c}" for n, c in enumerate(counts) if c))
+    table = Table(title="ratings per dimension")
+    for column in ("dimension", "rated", "N/A", "prompts usable (≥2 rated)", "mean rating"):
+        table.add_column(column, justify="right" if column != "dimension" else "left")
+    for row, dimension in enumerate(dimensions):
+        values = np.concatenate([e.ratings[row] for e in examples])
+        rated = ~np.isnan(values)
+        usable = sum((~np.isnan(e.ratings[row])).sum() >= MIN_RATED_RESPONSES for e in examples)
+        mean = f"{values[rated].mean():.2f}" if rated.any() else "-"
+        table.add_row(dimension, str(rated.sum()), str((~rated).sum()), f"{usable} / {len(examples)}", mean)
+    console.print(table)
+    if len(dimensions) > 1:
+        console.print(correlation_table(examples, dimensions))
+    return 0
+
+
+def rating_correlations(examples, dimensions) -> np.ndarray:
+    """``[m, m]`` Spearman ρ between dimensions over the responses rated in both (NaN where fewer than 3)."""
+    from scipy.stats import spearmanr
+
+    ratings = np.concatenate([e.ratings for e in examples], axis=1)  # [m, all responses]
+    m = len(dimensions)
+    rho = np.full((m, m), np.nan)
+    for i in range(m):
+        for j in range(m):
+            both = ~np.isnan(ratings[i]) & ~np.isnan(ratings[j])
+            if both.sum() >= 3 and np.ptp(ratings[i, both]) > 0 and np.ptp(ratings[j, both]) > 0:
+                rho[i, j] = spearmanr(ratings[i, both], ratings[j, both]).statistic
+    return rho
+
+
+def correlation_table(examples, dimensions) -> Table:
+    rho = rating_correlations(examples, dimensions)
+    table = Table(title="Spearman correlation between dimensions (responses rated in both)")
+    table.add_column("")
+    for dimension in dimensions:
+        table.add_column(dimension, justify="right")
+    for dimension, row in zip(dimensions, rho):
+        table.add_row(dimension, *("-" if np.isnan(value) else f"{value:+.2f}" for value in row))
+    return table
+
+
+def command_synthesize(args) -> int:
+    import json
+    from pathlib import Path
+
+    from lambda_dpo.data.synthetic import synthetic_records
+
+    records = synthetic_records(args.num_prompts, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(record) + "\n" for record in records))
+    make_console().print(f"{len(records)} synthetic UltraFeedback-schema records written to {out} (seed {args.seed})")
+    return 0
+
+
+def command_build_verifiable(args) -> int:
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.verifiable.build import BuildSettings, build_verifiable
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    settings = BuildSettings(
+        model=args.model, num_prompts=args.num_prompts, seed=args.seed, responses=args.responses, prompts_per_batch=args.prompts_per_batch,
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, threads=args.threads,
+    )
+    out = Path(args.out)
+    columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("sampling", total=None)
+        build_verifiable(settings, out, on_batch=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"{settings.num_prompts} prompts × {settings.responses} responses written to {out}")
+    from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
+
+    check = argparse.Namespace(source=str(out), dimensions=",".join(VERIFIABLE_DIMENSIONS), format="listwise", split="train", on_bad_record="raise", limit=None)
+    return command_check(check)
+
+
+def add_data_parser(subparsers) -> None:
+    data = subparsers.add_parser("data", help="inspect preference data")
+    actions = data.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="load a dataset as training would and report records, skips and rating coverage")
+    check.add_argument("source", help="hub dataset name, or a local .json/.jsonl/.parquet file or directory")
+    check.add_argument("--format", choices=FORMATS, default="auto")
+    check.add_argument("--split", default="train")
+    check.add_argument("--dimensions", help=f"comma-separated (default: {','.join(DEFAULT_DIMENSIONS)})")
+    check.add_argument("--on-bad-record", choices=ON_BAD_RECORD, default="raise")
+    check.add_argument("--limit", type=int)
+    check.set_defaults(handler=command_check)
+    synthesize = actions.add_parser("synthesize", help="write the embedded synthetic dataset (UltraFeedback schema) as JSONL")
+    synthesize.add_argument("--num-prompts", type=int, default=4000)
+    synthesize.add_argument("--seed", type=int, default=0)
+    synthesize.add_argument("--out", required=True, help="output .jsonl file")
+    synthesize.set_defaults(handler=command_synthesize)
+    from lambda_dpo.verifiable.build import BuildSettings
+
+    defaults = BuildSettings()
+    build = actions.add_parser(
+        "build-verifiable",
+        help="sample responses from a model and rate them by rule (instruction following, correctness, conciseness, detail)",
+    )
+    build.add_argument("--out", required=True, help="output .jsonl file (listwise, with each prompt's verification); resumes OUT.partial")
+    build.add_argument("--model", default=defaults.model, help="model to sample from: a registered name, directory or hub id")
+    build.add_argument("--num-prompts", type=int, default=defaults.num_prompts)
+    build.add_argument("--seed", type=int, default=defaults.seed)
+    build.add_argument("--responses", type=int, default=defaults.responses, help="samples per prompt")
+    build.add_argument("--prompts-per-batch", type=int, default=defaults.prompts_per_batch)
+    build.add_argument("--temperature", type=float, default=defaults.temperature)
+    build.add_argument("--top-p", type=float, default=defaults.top_p)
+    build.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    build.add_argument("--threads", type=int, default=defaults.threads, help="torch threads (the samples depend on it)")
+    build.set_defaults(handler=command_build_verifiable)

@@ -1,0 +1,175 @@
+"""Loading listwise examples from the hub or local JSON/JSONL/Parquet files through `datasets`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence
+
+from lambda_dpo.config import setting
+from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
+from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, detect_format
+
+LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+ON_BAD_RECORD = ("raise", "skip")
+FORMATS = ("auto", "ultrafeedback", "listwise")
+
+
+@dataclass
+class LoadReport:
+    """What a load read, kept and skipped (with the reason for each skipped record)."""
+
+    source: str
+    format: str
+    num_records: int = 0
+    skipped: list[BadRecordError] = field(default_factory=list)
+
+    @property
+    def num_loaded(self) -> int:
+        return self.num_records - len(self.skipped)
+
+    def summary(self, *, show: int = 5) -> str:
+        lines = [f"{self.source} ({self.format}): {self.num_loaded} of {self.num_records} records loaded, {len(self.skipped)} skipped"]
+        lines += [f"  skipped {error}" for error in self.skipped[:show]]
+        if len(self.skipped) > show:
+            lines.append(f"  ... and {len(self.skipped) - show} more")
+        return "\n".join(lines)
+
+
+def local_files(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in LOCAL_BUILDERS)
+        if not files:
+            raise FileNotFoundError(f"{source}: no .json, .jsonl or .parquet files in this directory")
+        return files
+    if path.exists():
+        if path.suffix not in LOCAL_BUILDERS:
+            raise ValueError(f"{source}: unsupported file type {path.suffix!r}; use .json, .jsonl or .parquet")
+        return [path]
+    if path.suffix in LOCAL_BUILDERS or source.startswith((".", "/")):
+        raise FileNotFoundError(f"data file not found: {source}")
+    return []
+
+
+def _read_json_lines(path: Path) -> list[dict]:
+    text = path.read_text()
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        return json.loads(text)
+    records = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: not valid JSON ({error})") from None
+    return records
+
+
+def _records_of_file(path: Path) -> Iterable[dict]:
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        return load_dataset(LOCAL_BUILDERS[path.suffix], data_files=str(path), split="train")
+    except DatasetGenerationError:
+        if LOCAL_BUILDERS[path.suffix] != "json":
+            raise
+        # Arrow needs one schema per file; a file whose records disagree in type (exactly the bad
+        # records we want to name) is read line by line so the parser can say which one is wrong.
+        return _read_json_lines(path)
+
+
+def iter_raw_records(source: str, *, split: str = "train") -> Iterator[tuple[str, dict, Sequence[str]]]:
+    """``(record_id, record, column_names)`` for every record of a hub dataset, local files or
+    the synthetic generator (``synthetic:N[:seed=S]``)."""
+    synthetic = parse_synthetic_source(source)
+    if synthetic:
+        num_prompts, seed = synthetic
+        for index, record in enumerate(synthetic_records(num_prompts, seed=seed)):
+            yield f"{source}[{index}]", record, list(record)
+        return
+    files = local_files(source)
+    if files:
+        for path in files:
+            records = _records_of_file(path)
+            columns = list(records.column_names) if hasattr(records, "column_names") else sorted({k for r in records for k in r})
+            for index, record in enumerate(records):
+                yield f"{path.name}[{index}]", record, columns
+        return
+    from datasets import load_dataset
+
+    dataset = load_dataset(source, split=split)
+    for index, record in enumerate(dataset):
+        yield f"{source}[{split}][{index}]", record, dataset.column_names
+
+
+def load_examples(
+    source: str,
+    *,
+    dimensions: Sequence[str],
+    format: str = "auto",
+    split: str = "train",
+    on_bad_record: str = "raise",
+    limit: int | None = None,
+) -> tuple[list[ListwiseExample], LoadReport]:
+    """Read, validate and convert records into listwise examples.
+
+    source: a hub dataset name (e.g. ``openbmb/UltraFeedback``), a local .json/.jsonl/.parquet
+        file, a directory of them, or ``synthetic:N[:seed=S]`` (the embedded generator).
+    format: ``ultrafeedback``, ``listwise`` or ``auto`` (from the column names).
+    on_bad_record: ``raise`` stops at the first bad record with a message naming it and the
+        field; ``skip`` leaves it out and counts it in the report.
+    limit: keep at most this many good examples.
+    """
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(f"on_bad_record must be one of {ON_BAD_RECORD}, got {on_bad_record!r}")
+    if format not in FORMATS:
+        raise ValueError(f"data format must be one of {FORMATS}, got {format!r}")
+    examples: list[ListwiseExample] = []
+    report = LoadReport(source=source, format=format)
+    for record_id, record, columns in iter_raw_records(source, split=split):
+        if report.format == "auto":
+            report.format = detect_format(columns)
+        report.num_records += 1
+        try:
+            examples.append(PARSERS[report.format](record, key=len(examples), record_id=record_id, dimensions=dimensions))
+        except BadRecordError as error:
+            if on_bad_record == "raise":
+                raise
+            report.skipped.append(error)
+        if limit is not None and len(examples) >= limit:
+            break
+    if not examples:
+        raise ValueError(f"{source}: no usable records ({report.summary()})")
+    return examples, report
+
+
+@dataclass
+class DataConfig:
+    """Where the preference data comes from and how it is turned into batches."""
+
+    source: str = setting("openbmb/UltraFeedback", path=True, help='hub dataset name, or a local .json/.jsonl/.parquet file or directory')
+    format: str = setting("auto", help='auto | ultrafeedback | listwise', choices=FORMATS)
+    split: str = setting("train", help='hub split')
+    dimensions: List[str] = setting(default_factory=lambda: list(DEFAULT_DIMENSIONS), help="rating dimensions, in the order of λ's components")
+    on_bad_record: str = setting("raise", help='raise | skip', choices=ON_BAD_RECORD)
+    limit: Optional[int] = setting(None, help='keep at most this many examples')
+    target_temperature: float = setting(1.0, help='T of the per-dimension targets softmax(rating / T)')
+    max_prompt_length: int = setting(256, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
+    max_length: int = setting(512, help='tokens of prompt + response; a longer response loses its end')
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"data.format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        if self.on_bad_record not in ON_BAD_RECORD:
+            raise ValueError(f"data.on_bad_record must be one of {', '.join(ON_BAD_RECORD)}; got {self.on_bad_record!r}")
+        if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError(f"data.dimensions must be distinct names, got {list(self.dimensions)}")
+        if self.target_temperature <= 0:
+            raise ValueError(f"data.target_temperature must be > 0, got {self.target_temperature}")
+        if self.max_length <= self.max_prompt_length:
+            raise ValueError(f"data.max_length ({self.max_length}) must exceed data.max_prompt_length ({self.max_prompt_length})")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"data.limit must be positive, got {self.limit}")

@@ -1,0 +1,355 @@
+"""Models: loading, LoRA, sequence log-probs, and the reference (SPEC.md items 1 and 9).
+
+The reference of a LoRA policy is the same model with its adapter disabled — no second copy of
+the base weights. Reference log-probs are computed once per dataset by :class:`ReferenceCache`,
+so a full fine-tune needs no frozen copy during training either: the cache is filled before the
+first update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from lambda_dpo.config import setting
+from lambda_dpo.data.collate import IGNORE_INDEX
+from lambda_dpo.pretrained import resolve_model_source
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REDUCTIONS = ("mean", "sum")
+
+
+@dataclass
+class LoraConfig:
+    """peft LoRA settings; ``enabled: false`` trains every weight."""
+
+    enabled: bool = setting(True, help='train a LoRA adapter (false: every weight)')
+    r: int = setting(16, help='LoRA rank')
+    alpha: int = setting(32, help='LoRA scaling numerator (the update is scaled by alpha / r)')
+    dropout: float = setting(0.05, help='dropout on the LoRA input')
+    target_modules: List[str] = setting(default_factory=lambda: ["all-linear"], help='module names to adapt, or [all-linear]')
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ValueError(f"model.lora.r must be positive, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ModelConfig:
+    """Which causal LM to train and how."""
+
+    name_or_path: str = setting("configs/models/tiny-llama", path=True, help='hub id, registered name (lambda-dpo model list) or local directory')
+    # Random weights from the architecture in name_or_path's config.json. Unset (null): random
+    # only when name_or_path is a directory with a config.json and no weights; true: random even
+    # when it has weights (they are not loaded); false: its weights must be loaded.
+    random_init: Optional[bool] = setting(None, help="random weights from name_or_path's config.json: null = only when it holds no weights; true = even when it has weights (not loaded); false = its weights must be loaded")
+    tokenizer: Optional[str] = setting(None, path=True, help='hub id or directory; None = name_or_path\'s own; "train" = BPE trained on the data (random init only)')
+    tokenizer_vocab_size: int = setting(512, help='for tokenizer: train')
+    dtype: str = setting("auto", help='auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16')
+    device: str = setting("auto", help='auto | cpu | cuda | cuda:N')
+    gradient_checkpointing: bool = setting(False, help='recompute activations in the backward pass (less memory, more time)')
+    trust_remote_code: bool = setting(False, help='models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust')
+    pad_token: Optional[str] = setting(None, help='padding token when the tokenizer has none (default: its eos token)')
+    lora: LoraConfig = setting(default_factory=LoraConfig, help='')
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be auto or one of {', '.join(DTYPES)}; got {self.dtype!r}")
+
+    def uses_random_init(self) -> bool:
+        """Whether the weights are drawn at random rather than loaded (see ``random_init``).
+
+        Raises ValueError for a combination that would silently train the wrong model: a trained
+        tokenizer on pretrained embeddings, or ``random_init: false`` with no weights to load.
+        """
+        weights = source_has_weights(self.name_or_path)
+        random = not weights if self.random_init is None else self.random_init
+        if not random and weights is False:
+            raise ValueError(f"model.random_init is false, but {self.name_or_path} has a config.json and no weights to load; "
+                             "set model.random_init: true (or leave it unset) to build it with random weights")
+        if not random and self.tokenizer == "train":
+            raise ValueError(f"model.tokenizer: train builds a new vocabulary that the pretrained embeddings of {self.name_or_path} "
+                             "do not know; use the model's own tokenizer (model.tokenizer=null), or random weights (model.random_init=true)")
+        return random
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def source_has_weights(name_or_path: str) -> bool | None:
+    """True for a directory holding weights, False for one with only a config.json, None when
+    it is not a local directory (a hub id, or a registered name: both carry weights)."""
+    from lambda_dpo.pretrained import REGISTRY
+
+    if name_or_path in REGISTRY:
+        return True
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        return None
+    return any((path / name).is_file() for name in WEIGHT_FILES) or any(path.glob("model-*.safetensors"))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"model.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def load_tokenizer(config: ModelConfig, *, training_texts: Iterable[str] = (), saved: Path | None = None):
+    """The tokenizer named by the config; ``saved`` (a run's tokenizer directory) wins when it exists.
+
+    With ``tokenizer: train`` a byte-level BPE is trained on ``training_texts`` and written to
+    ``saved``, so a resumed run or a later evaluation reads the very same vocabulary.
+    """
+    from transformers import AutoTokenizer
+
+    if saved is not None and (saved / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(saved, trust_remote_code=config.trust_remote_code)
+    if config.tokenizer == "train":
+        from lambda_dpo.tiny import train_tokenizer
+
+        tokenizer = train_tokenizer(training_texts, vocab_size=config.tokenizer_vocab_size)
+    else:
+        source = resolve_model_source(config.tokenizer or config.name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+    if config.pad_token is not None:
+        tokenizer.pad_token = config.pad_token
+    elif tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:
+        raise ValueError(f"the tokenizer of {config.tokenizer or config.name_or_path} has no pad and no eos token: name one with model.pad_token")
+    if saved is not None:
+        tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def load_base_model(config: ModelConfig, *, weights: str | Path | None = None, vocab_size: int | None = None):
+    """The causal LM without adapters, on the configured device and dtype.
+
+    weights: a directory to load instead of ``name_or_path`` (a run's saved reference weights).
+    Under random init (:meth:`ModelConfig.uses_random_init`) and no ``weights``, the architecture
+    comes from ``name_or_path``'s config.json with ``vocab_size`` rows of embeddings, and the
+    weights are drawn from torch's current RNG (seed it first).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    source = resolve_model_source(config.name_or_path)
+    if weights is None and config.uses_random_init():
+        architecture = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+        if vocab_size is not None:
+            architecture.vocab_size = vocab_size
+        model = AutoModelForCausalLM.from_config(architecture, dtype=dtype, trust_remote_code=config.trust_remote_code)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(weights or source, dtype=dtype, trust_remote_code=config.trust_remote_code)
+    return model.to(device)
+
+
+def check_vocabulary(config: ModelConfig, tokenizer) -> None:
+    """A tokenizer with more tokens than the pretrained model has embedding rows is an error
+    (its extra ids would index past the table); random init sizes the table to the tokenizer."""
+    from transformers import AutoConfig
+
+    if config.uses_random_init():
+        return
+    source = resolve_model_source(config.name_or_path)
+    rows = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code).get_text_config().vocab_size
+    if len(tokenizer) > rows:
+        raise ValueError(f"the tokenizer ({config.tokenizer or config.name_or_path}) has {len(tokenizer)} tokens, but the embeddings of "
+                         f"{config.name_or_path} have {rows} rows: they do not belong together (use the model's own tokenizer)")
+
+
+def add_lora(model, config: LoraConfig):
+    """Wrap ``model`` in a fresh peft LoRA adapter (the base weights are frozen, not copied)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    targets = config.target_modules
+    peft_config = PeftLoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else list(targets),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config)
+
+
+def is_lora(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute activations in the backward pass (transformers ≥ 5.24 names it activation checkpointing)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if is_lora(model):
+        model.enable_input_require_grads()
+
+
+@contextlib.contextmanager
+def reference_mode(model):
+    """Run ``model`` as the reference: a LoRA policy with its adapter disabled, in eval mode.
+
+    A fully fine-tuned model is its own reference only before its first update; the training
+    loop fills the reference cache then.
+    """
+    was_training = model.training
+    model.eval()
+    adapter_off = model.disable_adapter() if is_lora(model) else contextlib.nullcontext()
+    try:
+        with adapter_off, torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def _token_logps(logits: Tensor, targets: Tensor) -> Tensor:
+    logits = logits.float()
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def sequence_logps(logits: Tensor, labels: Tensor, *, chunk_size: int = 1024) -> tuple[Tensor, Tensor]:
+    """Summed response log-probs and response token counts.
+
+    logits: ``[R, L, V]`` in the model's dtype; labels: ``[R, L]`` with IGNORE_INDEX on prompt
+    and padding. Returns ``(sums [R] fp32, counts [R] long)``.
+
+    Only response positions are scored, in chunks of ``chunk_size`` tokens, each cast to fp32
+    for its logsumexp — never a full-vocabulary fp32 log-softmax of the batch. When the logits
+    are low precision and need gradients, each chunk is recomputed in the backward pass rather
+    than keeping its fp32 copy alive.
+    """
+    shifted_labels = labels[:, 1:]
+    response = shifted_labels != IGNORE_INDEX
+    rows, positions = response.nonzero(as_tuple=True)
+    selected = logits[:, :-1][rows, positions]
+    targets = shifted_labels[rows, positions]
+    recompute = selected.requires_grad and selected.dtype != torch.float32
+    pieces = [
+        checkpoint(_token_logps, chunk, chunk_targets, use_reentrant=False) if recompute else _token_logps(chunk, chunk_targets)
+        for chunk, chunk_targets in zip(selected.split(chunk_size), targets.split(chunk_size))
+    ]
+    token_logps = torch.cat(pieces) if pieces else selected.new_zeros(0, dtype=torch.float32)
+    sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device).index_add(0, rows, token_logps)
+    return sums, response.sum(dim=-1)
+
+
+@dataclass
+class ResponseLogps:
+    """Per-response log-probs of one batch: ``sum``, ``mean`` and ``tokens``, each ``[B, N]``."""
+
+    sum: Tensor
+    mean: Tensor
+    tokens: Tensor
+
+    def reduced(self, reduction: str) -> Tensor:
+        return self.mean if reduction == "mean" else self.sum
+
+
+def response_logps(model, batch: dict[str, Tensor]) -> ResponseLogps:
+    """Forward the batch's ``[B·N, L]`` sequences once and return per-response log-probs ``[B, N]``."""
+    shape = batch["response_mask"].shape
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    sums, counts = sequence_logps(logits, batch["labels"])
+    sums, counts = sums.view(shape), counts.view(shape)
+    return ResponseLogps(sum=sums, mean=sums / counts.clamp(min=1), tokens=counts)
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of what a cached value depends on."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+class ReferenceCache:
+    """Reference log-probs of one dataset, computed once and kept in memory and on disk.
+
+    Rows are example keys, columns response slots; values are ``[sum, mean]`` log-probs, NaN
+    for slots an example does not have. ``forward_rows`` counts the sequences the reference
+    model has scored, so tests can check nothing is recomputed.
+    """
+
+    def __init__(self, path: Path | None, key: str):
+        self.path = path
+        self.key = key
+        self.values: Tensor | None = None
+        self.forward_rows = 0
+
+    def load(self) -> bool:
+        """Read the cache from disk if it exists and was computed for the same data and model."""
+        if self.path is None or not self.path.exists():
+            return False
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        if saved.get("key") != self.key:
+            return False
+        self.values = saved["values"]
+        return True
+
+    def fill(self, model, batches: Iterable[dict[str, Tensor]], num_examples: int, num_slots: int, device: torch.device) -> None:
+        """Score every example with ``model`` in reference mode (skipped when already loaded)."""
+        if self.values is not None or self.load():
+            return
+        values = torch.full((num_examples, num_slots, 2), float("nan"))
+        with reference_mode(model):
+            for batch in batches:
+                logps = response_logps(model, to_device(batch, device))
+                self.forward_rows += batch["input_ids"].shape[0]
+                mask = batch["response_mask"]
+                slots = mask.shape[1]
+                scored = torch.stack([logps.sum, logps.mean], dim=-1).float().cpu()
+                broken = mask & ~torch.isfinite(scored).all(dim=-1)
+                if broken.any():
+                    keys = batch["example_keys"][broken.any(dim=-1)].tolist()
+                    raise ValueError(
+                        f"the reference model gives non-finite log-probs for {int(broken.sum())} responses (examples {keys[:5]}): its weights "
+                        "are broken or its dtype overflows (try model.dtype=float32); no reference cache was written"
+                    )
+                block = values[batch["example_keys"], :slots]
+                block[mask] = scored[mask]
+                values[batch["example_keys"], :slots] = block
+        self.values = values
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": self.key, "values": values}, self.path)
+
+    def lookup(self, example_keys: Tensor, num_slots: int, reduction: str, *, slots: Tensor | None = None) -> Tensor:
+        """``[B, num_slots]`` reference log-probs (0 in padded slots); with ``slots`` ``[B, n]``
+        (e.g. a pairwise batch's chosen and rejected), the ``[B, n]`` values of those slots."""
+        if self.values is None:
+            raise RuntimeError("the reference cache is empty; call fill() first")
+        column = 1 if reduction == "mean" else 0
+        keys = example_keys.cpu()
+        if slots is not None:
+            return self.values[keys[:, None], slots.cpu(), column].nan_to_num(0.0)
+        return self.values[keys, :num_slots, column].nan_to_num(0.0)
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {name: value.to(device) if isinstance(value, Tensor) else value for name, value in batch.items()}

@@ -1,0 +1,129 @@
+"""Where the training loop sends its metrics: a small interface with local implementations.
+
+The loop calls ``report(metrics, step=..., checkpoint=...)`` and nothing else, so the same loop
+runs standalone (JSONL + TensorBoard + a progress bar) and inside a Ray Train worker (the sweep
+plugs in a reporter that forwards to ``ray.train.report``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Protocol, Sequence
+
+
+class Reporter(Protocol):
+    def report(self, metrics: dict[str, float], *, step: int, checkpoint: Path | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlReporter:
+    """Appends one JSON line per report (``metrics.jsonl`` next to the run)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def report(self, metrics, *, step, checkpoint=None):
+        row = {"step": step, **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}}
+        if checkpoint is not None:
+            row["checkpoint"] = str(checkpoint)
+        with self.path.open("a") as stream:
+            stream.write(json.dumps(row) + "\n")
+
+    def close(self):
+        pass
+
+
+class TensorBoardReporter:
+    """Scalars for TensorBoard (``tensorboard --logdir RUN/tensorboard``)."""
+
+    def __init__(self, directory: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(directory))
+
+    def report(self, metrics, *, step, checkpoint=None):
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+class ProgressReporter:
+    """A rich progress bar over optimizer steps showing the latest loss and accuracy."""
+
+    SHOWN = ("train/loss", "top1_accuracy/mixed", "train/tokens_per_second")
+
+    def __init__(self, total_steps: int | None, *, description: str = "training", console=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[latest]}"),
+            console=console,
+            transient=False,
+        )
+        self.description, self.total_steps = description, total_steps
+        self.task = None  # added at the first report, below the bars of the steps before training
+        self.started = False
+
+    def _start(self) -> None:
+        if not self.started:  # started by the first use, so set-up errors print cleanly
+            self.progress.start()
+            self.started = True
+
+    def track(self, iterable, *, total: int, description: str):
+        """Iterate ``iterable`` with a bar of its own above the training bar (a step before training)."""
+        self._start()
+        task = self.progress.add_task(description, total=total, latest="")
+        for item in iterable:
+            yield item
+            self.progress.advance(task)
+
+    def report(self, metrics, *, step, checkpoint=None):
+        self._start()
+        if self.task is None:
+            self.task = self.progress.add_task(self.description, total=self.total_steps, latest="")
+        latest = "  ".join(f"{name}={metrics[name]:.4g}" for name in self.SHOWN if name in metrics)
+        self.progress.update(self.task, completed=step, latest=latest)
+
+    def close(self):
+        if self.started:
+            self.progress.stop()
+
+
+class Reporters:
+    """Several reporters as one."""
+
+    def __init__(self, reporters: Sequence[Reporter]):
+        self.reporters = list(reporters)
+
+    def track(self, iterable, *, total: int, description: str):
+        for reporter in self.reporters:
+            if hasattr(reporter, "track"):
+                return reporter.track(iterable, total=total, description=description)
+        return iterable
+
+    def report(self, metrics, *, step, checkpoint=None):
+        for reporter in self.reporters:
+            reporter.report(metrics, step=step, checkpoint=checkpoint)
+
+    def close(self):
+        for reporter in self.reporters:
+            reporter.close()
+
+
+def track(reporter, iterable, *, total: int, description: str):
+    """``iterable``, shown as a progress bar when ``reporter`` can show one (:class:`ProgressReporter`)."""
+    tracker = getattr(reporter, "track", None)
+    return tracker(iterable, total=total, description=description) if tracker else iterable

@@ -1,0 +1,150 @@
+"""Reading a finished (or running) sweep directory back for analysis: the notebooks' library.
+
+    results = load_sweep("runs/sweeps/tiny")
+    results.table                      # results.csv: one row per trial, λ and objective
+    results.best_so_far()              # the running best, trial by trial
+    results.trial_metrics("c2cb7e4b")  # the trial's final held-out evaluation (eval.json)
+    results.fit()                      # the scheduler refitted on the finished trials
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from search.scheduler import PolynomialScheduler, effective_sample_size  # noqa: F401  (the notebooks use it from here)
+from search.searcher import LAMBDA_KEY
+from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, load_sweep_config
+
+EXAMPLE = Path(__file__).parent / "examples" / "tiny-sweep"  # a real `make demo` sweep, shipped
+
+
+@dataclass
+class SweepResults:
+    directory: Path
+    config: SweepConfig
+    table: pd.DataFrame
+
+    @property
+    def dimensions(self) -> list[str]:
+        return self.config.dimensions
+
+    def lambdas(self) -> np.ndarray:
+        return self.table[[f"lambda/{d}" for d in self.dimensions]].to_numpy(float)
+
+    def objective(self) -> np.ndarray:
+        return self.table[OBJECTIVE].astype(float).to_numpy()
+
+    def best_so_far(self) -> np.ndarray:
+        """The best finite objective among the first t trials, for every t (NaN before the first)."""
+        accumulate = np.fmax.accumulate if self.config.mode == "max" else np.fmin.accumulate
+        return accumulate(self.objective())
+
+    def best(self) -> pd.Series | None:
+        return best_trial(self.config, self.table)
+
+    def centroid(self) -> pd.Series | None:
+        return centroid_trial(self.config, self.table)
+
+    def trial_metrics(self, trial_id: str) -> dict[str, float]:
+        """The trial's final held-out metrics (``runs/<trial>/eval.json``)."""
+        path = self.directory / "runs" / str(trial_id) / "eval.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"trial {trial_id}: no final evaluation at {path} (unfinished or errored trial?)")
+        return json.loads(path.read_text())["metrics"]
+
+    def per_dimension(self, trial_id: str, families=("top1_accuracy", "reward_accuracy", "ndcg", "loss")) -> pd.DataFrame:
+        """Rows: metric families; columns: the dimensions (and ``mixed`` where the metric has it)."""
+        metrics = self.trial_metrics(trial_id)
+        columns = [*self.dimensions, "mixed"]
+        rows = {family: {c: metrics.get(f"{family}/{c}", np.nan) for c in columns} for family in families}
+        return pd.DataFrame(rows).T.dropna(axis=1, how="all")
+
+    def fit(self, **settings) -> PolynomialScheduler | None:
+        """The sweep's scheduler refitted on the finished trials; ``settings`` override its own."""
+        config = dataclasses.replace(self.config, scheduler=dataclasses.replace(self.config.scheduler, **settings))
+        return fitted_schedule(config, self.table)
+
+
+def load_sweep(directory: str | Path = EXAMPLE) -> SweepResults:
+    """A sweep directory's ``sweep.yaml`` and ``results.csv`` (written when the sweep ends)."""
+    directory = Path(directory)
+    for name in (CONFIG_FILE, RESULTS_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory} is not a finished sweep directory: {name} is missing")
+    config = load_sweep_config(directory / CONFIG_FILE)
+    table = pd.read_csv(directory / RESULTS_FILE, dtype={"trial_id": str})
+    return SweepResults(directory, config, table)
+
+
+def at_temperature(scheduler: PolynomialScheduler, temperature: float) -> PolynomialScheduler:
+    """The same fit and candidates with another τ (the candidates are drawn from the same seed)."""
+    return clone(scheduler).set_params(temperature=temperature).fit(scheduler.observed_lambdas_, scheduler.observed_scores_)
+
+
+# ----------------------------------------------------------------------------- a sweep's outputs
+
+
+def results_table(config: SweepConfig, results) -> pd.DataFrame:
+    """One row per trial in creation order: id, status, λ, objective, table metrics, step."""
+    rows = []
+    for result in sorted(results, key=lambda r: Path(r.path).name):
+        trial_config = result.config or {}
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name.rsplit("-", 1)[-1]
+        row = {"trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED"}
+        weights = trial_config.get(LAMBDA_KEY, {})
+        row |= {f"lambda/{d}": weights.get(d, float("nan")) for d in config.dimensions}
+        row[OBJECTIVE] = metrics.get(OBJECTIVE, float("nan")) if not result.error else float("nan")
+        row |= {name: metrics.get(name, float("nan")) for name in config.table_metrics}
+        row["step"] = metrics.get("step", float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fitted_schedule(config: SweepConfig, table: pd.DataFrame) -> PolynomialScheduler | None:
+    finished = table[np.isfinite(table[OBJECTIVE].astype(float))]
+    if len(finished) < 2:
+        return None
+    lambdas = finished[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
+    sign = 1.0 if config.mode == "max" else -1.0
+    return config.scheduler.build(dimensions=config.dimensions, random_state=config.searcher.seed).fit(lambdas, sign * finished[OBJECTIVE].to_numpy(float))
+
+
+def write_outputs(config: SweepConfig, table: pd.DataFrame) -> dict[str, Path]:
+    """results.csv, schedule.json (+ schedule.png) and objective.png in the sweep directory."""
+    from search.plots import plot_objective, plot_schedule
+
+    sweep_dir = config.sweep_dir()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    written = {"results": sweep_dir / RESULTS_FILE}
+    table.to_csv(written["results"], index=False)
+    title = f"λ sweep {config.name} ({config.searcher.name} searcher)"
+    written["objective_plot"] = plot_objective(table[OBJECTIVE], sweep_dir / "objective.png", mode=config.mode, label=config.objective, title=title)
+    schedule = fitted_schedule(config, table)
+    if schedule is not None:
+        written["schedule"] = sweep_dir / "schedule.json"
+        schedule.to_json(written["schedule"])
+        written["schedule_plot"] = plot_schedule(schedule, sweep_dir / "schedule.png")
+    return written
+
+
+def best_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
+    finished = table[np.isfinite(table[OBJECTIVE].astype(float))]
+    if not len(finished):
+        return None
+    index = finished[OBJECTIVE].astype(float).idxmax() if config.mode == "max" else finished[OBJECTIVE].astype(float).idxmin()
+    return finished.loc[index]
+
+
+def centroid_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
+    m = len(config.dimensions)
+    lambdas = table[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
+    near = np.abs(lambdas - 1.0 / m).max(axis=1) < 1e-6
+    return table[near].iloc[0] if near.any() else None

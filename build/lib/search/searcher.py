@@ -1,0 +1,343 @@
+"""Ray Tune searchers over the λ simplex: thin adapters whose maths lives elsewhere.
+
+``PolynomialLambdaSearcher`` is ours: it suggests the starting design (the m vertices and the
+centroid, or points the user gives), then refits :class:`~search.scheduler.PolynomialScheduler`
+on every completed trial and draws the next λ from its softmax distribution, never within
+``tolerance`` of a λ already running, finished or errored. ``RandomLambdaSearcher`` (Dirichlet)
+and ``GridLambdaSearcher`` (the simplex lattice) share the bookkeeping, so the three compare
+like for like; Optuna comes in through :func:`optuna_searcher` (Ray's ``OptunaSearch``).
+
+A trial's config is ``{"lambda": {dimension: weight}}``; its result must carry ``metric``.
+Everything a searcher knows is saved as JSON by ``save`` and read back by ``restore``, so a
+``Tuner.restore`` loses no observation. The searchers also run without Ray around them: drive
+``suggest`` / ``on_trial_complete`` by hand (the unit tests and the search benchmark do).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from lambda_dpo.lambdas import validate_lambda, validate_lambdas
+from search.scheduler import PolynomialScheduler, simplex_grid
+
+logger = logging.getLogger(__name__)
+
+LAMBDA_KEY = "lambda"
+STATE_FORMAT = "lambda-dpo-searcher/1"
+
+
+def starting_design(num_dimensions: int) -> np.ndarray:
+    """The m vertices of the simplex, then its centroid (the paper's five points for m = 4)."""
+    return np.vstack([np.eye(num_dimensions), np.full((1, num_dimensions), 1.0 / num_dimensions)])
+
+
+def lambda_from_uniforms(uniforms: Sequence[float]) -> np.ndarray:
+    """λ_k = e_k / Σe with e_k = −log u_k: independent U(0, 1] give λ ~ Dir(1), so a searcher that
+    works on a box (Optuna) covers the simplex without favouring its centre."""
+    exponentials = -np.log(np.clip(np.asarray(uniforms, dtype=float), 1e-12, 1.0))
+    total = exponentials.sum()
+    if total <= 0:  # every u = 1: no direction preferred
+        return np.full(len(exponentials), 1.0 / len(exponentials))
+    return exponentials / total
+
+
+def trial_lambda(config: dict, dimensions: Sequence[str]) -> np.ndarray:
+    """The λ of a trial config ``{"lambda": {dimension: weight}}``, validated."""
+    weights = config.get(LAMBDA_KEY)
+    if not isinstance(weights, dict):
+        raise ValueError(f"trial config has no {LAMBDA_KEY!r} mapping of dimension → weight: {config}")
+    missing = [d for d in dimensions if d not in weights]
+    if missing:
+        raise ValueError(f"trial config's λ lacks dimension(s) {missing}: {weights}")
+    return validate_lambda([weights[d] for d in dimensions], len(dimensions), name="trial λ")
+
+
+def lambda_config(weights: np.ndarray, dimensions: Sequence[str]) -> dict:
+    return {LAMBDA_KEY: {d: float(w) for d, w in zip(dimensions, weights)}}
+
+
+class LambdaSearcher(Searcher):
+    """Bookkeeping shared by our λ searchers: the design, live and finished trials, the budget,
+    errors, deduplication and JSON state. Subclasses say how to ``propose`` the next λ.
+
+    dimensions: the preference dimensions, in the order of λ.
+    metric / mode: the result key the search maximises (``mode="max"``) or minimises. They are
+        set here, not by Tune, because ``Tuner.restore`` does not pass them again.
+    num_trials: the budget; ``suggest`` returns ``FINISHED`` once that many λ were handed out.
+    initial_points: λ rows suggested first (default: the subclass's design).
+    tolerance: a proposal within this max-norm distance of a λ already running, finished or
+        errored is not suggested again.
+    """
+
+    def __init__(
+        self,
+        dimensions: Sequence[str],
+        *,
+        metric: str = "objective",
+        mode: str = "max",
+        num_trials: int = 8,
+        initial_points: Optional[Sequence[Sequence[float]]] = None,
+        tolerance: float = 0.02,
+        random_state: Optional[int] = None,
+    ):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if num_trials <= 0:
+            raise ValueError(f"num_trials must be positive, got {num_trials}")
+        if tolerance < 0:
+            raise ValueError(f"tolerance must be ≥ 0, got {tolerance}")
+        super().__init__(metric=metric, mode=mode)
+        self.dimensions = list(dimensions)
+        self.num_trials = num_trials
+        self.tolerance = tolerance
+        m = len(self.dimensions)
+        design = self.default_design(m) if initial_points is None else np.asarray(initial_points, dtype=float).reshape(-1, m)
+        self.design = validate_lambdas(design, m, name="initial_points") if len(design) else design.reshape(0, m)
+        self.rng = np.random.default_rng(random_state)
+        self.live: dict[str, list[float]] = {}
+        self.observations: list[dict] = []  # {"trial_id", "lambda", "score"} in completion order
+        self.errored: list[dict] = []  # {"trial_id", "lambda", "reason"}
+        self.num_suggested = 0
+
+    # --------------------------------------------------------------- what subclasses provide
+
+    def default_design(self, num_dimensions: int) -> np.ndarray:
+        return np.zeros((0, num_dimensions))
+
+    def propose(self) -> Optional[np.ndarray]:
+        """The next λ after the design, or None when this searcher has nothing more to offer."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """The subclass's own parameters, JSON-able, saved with the state."""
+        return {}
+
+    def apply_settings(self, settings: dict) -> None:
+        pass
+
+    # --------------------------------------------------------------- Tune's Searcher interface
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        # The search space is ours (the simplex); accept Tune's metric/mode only if they agree.
+        if metric is not None and metric != self.metric or mode is not None and mode != self.mode:
+            return False
+        return True
+
+    def suggest(self, trial_id: str):
+        if trial_id in self.live:  # asked again for a trial it already placed
+            return lambda_config(np.asarray(self.live[trial_id]), self.dimensions)
+        if self.num_suggested >= self.num_trials:
+            return Searcher.FINISHED
+        weights = self.design[self.num_suggested] if self.num_suggested < len(self.design) else self.propose()
+        if weights is None:
+            return Searcher.FINISHED
+        self.num_suggested += 1
+        self.live[trial_id] = [float(w) for w in weights]
+        return lambda_config(weights, self.dimensions)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        weights = self.live.pop(trial_id, None)
+        if weights is None:
+            logger.warning("searcher: completion of unknown trial %s ignored", trial_id)
+            return
+        score = None if error or not result else result.get(self.metric)
+        if score is None or not math.isfinite(float(score)):
+            reason = "error" if error else f"result without a finite {self.metric!r}"
+            self.errored.append({"trial_id": trial_id, "lambda": weights, "reason": reason})
+            return
+        self.observations.append({"trial_id": trial_id, "lambda": weights, "score": float(score)})
+
+    # --------------------------------------------------------------- what the searcher knows
+
+    def observed(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(λ [n, m], scores [n])`` of the finished trials, in completion order."""
+        m = len(self.dimensions)
+        lambdas = np.array([o["lambda"] for o in self.observations], dtype=float).reshape(-1, m)
+        return lambdas, np.array([o["score"] for o in self.observations], dtype=float)
+
+    def taken(self) -> np.ndarray:
+        """Every λ already running, finished or errored."""
+        rows = [*self.live.values(), *(o["lambda"] for o in self.observations), *(e["lambda"] for e in self.errored)]
+        return np.array(rows, dtype=float).reshape(-1, len(self.dimensions))
+
+    def is_taken(self, candidates: np.ndarray) -> np.ndarray:
+        """``[k]`` bool: each candidate is within ``tolerance`` (max-norm) of a taken λ."""
+        taken = self.taken()
+        if not len(taken):
+            return np.zeros(len(candidates), dtype=bool)
+        distance = np.abs(candidates[:, None, :] - taken[None, :, :]).max(axis=-1)
+        return (distance <= self.tolerance).any(axis=1)
+
+    def fresh_dirichlet(self, attempts: int = 1000) -> np.ndarray:
+        """A Dir(1) draw not within ``tolerance`` of a taken λ (the last draw if none is)."""
+        for _ in range(attempts):
+            draw = self.rng.dirichlet(np.ones(len(self.dimensions)))
+            if not self.is_taken(draw[None])[0]:
+                return draw
+        logger.warning("searcher: no untaken λ in %d Dirichlet draws; suggesting a near-duplicate", attempts)
+        return draw
+
+    # --------------------------------------------------------------- state
+
+    def get_state(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "searcher": type(self).__name__,
+            "dimensions": self.dimensions,
+            "metric": self.metric,
+            "mode": self.mode,
+            "num_trials": self.num_trials,
+            "tolerance": self.tolerance,
+            "design": self.design.tolist(),
+            "live": self.live,
+            "observations": self.observations,
+            "errored": self.errored,
+            "num_suggested": self.num_suggested,
+            "rng": self.rng.bit_generator.state,
+            "settings": self.settings(),
+        }
+
+    def set_state(self, state: dict) -> None:
+        if state.get("format") != STATE_FORMAT or state.get("searcher") != type(self).__name__:
+            raise ValueError(f"not a {type(self).__name__} state: format {state.get('format')!r}, searcher {state.get('searcher')!r}")
+        self.dimensions = list(state["dimensions"])
+        self._metric, self._mode = state["metric"], state["mode"]
+        self.num_trials, self.tolerance = state["num_trials"], state["tolerance"]
+        self.design = np.asarray(state["design"], dtype=float).reshape(-1, len(self.dimensions))
+        self.live = {k: list(v) for k, v in state["live"].items()}
+        self.observations, self.errored = list(state["observations"]), list(state["errored"])
+        self.num_suggested = state["num_suggested"]
+        self.rng.bit_generator.state = state["rng"]
+        self.apply_settings(state["settings"])
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps(self.get_state(), indent=1))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(json.loads(Path(checkpoint_path).read_text()))
+
+
+class PolynomialLambdaSearcher(LambdaSearcher):
+    """The λ scheduler as a Tune searcher: refit on every completed trial, sample the next λ.
+
+    scheduler: an unfitted :class:`PolynomialScheduler` whose parameters are used for every fit
+        (its ``dimensions`` and ``random_state`` are set by the searcher).
+    """
+
+    def __init__(self, dimensions: Sequence[str], *, scheduler: Optional[PolynomialScheduler] = None, **kwargs):
+        super().__init__(dimensions, **kwargs)
+        self.scheduler = scheduler if scheduler is not None else PolynomialScheduler()
+
+    def default_design(self, num_dimensions: int) -> np.ndarray:
+        return starting_design(num_dimensions)
+
+    def settings(self) -> dict:
+        params = self.scheduler.get_params()
+        if isinstance(params["candidates"], np.ndarray):
+            params["candidates"] = params["candidates"].tolist()
+        return {"scheduler": {k: v for k, v in params.items() if k not in ("dimensions", "random_state")}}
+
+    def apply_settings(self, settings: dict) -> None:
+        params = dict(settings["scheduler"])
+        if isinstance(params["candidates"], list):
+            params["candidates"] = np.asarray(params["candidates"], dtype=float)
+        self.scheduler = PolynomialScheduler(**params)
+
+    def fit(self) -> Optional[PolynomialScheduler]:
+        """The scheduler fitted on every finished trial (scores negated when minimising)."""
+        lambdas, scores = self.observed()
+        if len(scores) < 2:
+            return None
+        sign = 1.0 if self.mode == "max" else -1.0
+        params = dict(self.scheduler.get_params(), dimensions=self.dimensions, random_state=int(self.rng.integers(2**31)))
+        return PolynomialScheduler(**params).fit(lambdas, sign * scores)
+
+    def propose(self) -> np.ndarray:
+        fitted = self.fit()
+        if fitted is None:  # nothing to regress on yet
+            return self.fresh_dirichlet()
+        candidates, probabilities = fitted.distribution()
+        probabilities = np.where(self.is_taken(candidates), 0.0, probabilities)
+        if probabilities.sum() <= 0:
+            return self.fresh_dirichlet()
+        return candidates[self.rng.choice(len(candidates), p=probabilities / probabilities.sum())]
+
+
+class RandomLambdaSearcher(LambdaSearcher):
+    """λ ~ Dir(α) for every trial: the baseline a user already has."""
+
+    def __init__(self, dimensions: Sequence[str], *, dirichlet_alpha: float = 1.0, **kwargs):
+        if dirichlet_alpha <= 0:
+            raise ValueError(f"dirichlet_alpha must be > 0, got {dirichlet_alpha}")
+        self.dirichlet_alpha = dirichlet_alpha
+        super().__init__(dimensions, **kwargs)
+
+    def propose(self) -> np.ndarray:
+        return self.rng.dirichlet(np.full(len(self.dimensions), self.dirichlet_alpha))
+
+    def settings(self) -> dict:
+        return {"dirichlet_alpha": self.dirichlet_alpha}
+
+    def apply_settings(self, settings: dict) -> None:
+        self.dirichlet_alpha = settings["dirichlet_alpha"]
+
+
+class GridLambdaSearcher(LambdaSearcher):
+    """Every point of the simplex lattice with ``resolution`` steps per side, in lattice order."""
+
+    def __init__(self, dimensions: Sequence[str], *, resolution: int = 2, **kwargs):
+        if resolution < 1:
+            raise ValueError(f"grid resolution must be ≥ 1, got {resolution}")
+        self.resolution = resolution
+        super().__init__(dimensions, **kwargs)
+
+    def default_design(self, num_dimensions: int) -> np.ndarray:
+        return simplex_grid(num_dimensions, self.resolution)
+
+    def propose(self) -> None:
+        return None  # the lattice is the whole search
+
+    def settings(self) -> dict:
+        return {"resolution": self.resolution}
+
+    def apply_settings(self, settings: dict) -> None:
+        self.resolution = settings["resolution"]
+
+
+def optuna_searcher(dimensions: Sequence[str], *, metric: str, mode: str, sampler: str = "tpe", seed: Optional[int] = None, initial_points=None):
+    """Ray's ``OptunaSearch`` over λ as normalised exponentials of uniforms (``u/<dimension>``).
+
+    sampler: ``tpe`` (Optuna's default) or ``gp`` (``GPSampler``). ``initial_points`` are given to
+    Optuna as its first trials, in ``u`` coordinates that map back onto them.
+    """
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}
+    if sampler not in samplers:
+        raise ValueError(f"optuna sampler must be one of {', '.join(samplers)}; got {sampler!r}")
+    dimensions = list(dimensions)
+    points = None
+    if initial_points is not None:
+        # u = exp(−λ) maps λ back onto itself (e = λ, Σe = 1); u ≤ 1 always.
+        points = [{f"u/{d}": float(np.exp(-w)) for d, w in zip(dimensions, row)} for row in np.asarray(initial_points, dtype=float)]
+    return OptunaSearch(space=UniformsSpace(dimensions), metric=metric, mode=mode, sampler=samplers[sampler](seed=seed), points_to_evaluate=points)
+
+
+class UniformsSpace:
+    """Optuna's define-by-run space: one U(0, 1] per dimension, the trial's λ from them.
+    A class, not a closure, because Tune pickles the searcher with the experiment."""
+
+    def __init__(self, dimensions: Sequence[str]):
+        self.dimensions = list(dimensions)
+
+    def __call__(self, trial) -> dict:
+        uniforms = [trial.suggest_float(f"u/{d}", 1e-6, 1.0) for d in self.dimensions]
+        return lambda_config(lambda_from_uniforms(uniforms), self.dimensions)

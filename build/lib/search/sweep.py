@@ -1,0 +1,204 @@
+"""The λ sweep on Ray: a Ray Tune search over λ whose trials are Ray Train λ-DPO fine-tunes.
+
+Read top-down: :func:`run_sweep` builds the Tuner over :func:`trainable`; each Tune trial runs
+:func:`run_trial`, a function trainable that builds a ``TorchTrainer`` over :func:`train_worker`
+(the training loop of ``lambda_dpo.train``) and fits it. ``TuneReportCallback`` forwards the
+workers' reports to Tune, where the searcher reads ``objective`` (Ray 2.60's Train V2 pattern).
+The Train run is named after the trial, so a retried worker group, or a trial restarted by
+``Tuner.restore``, resumes from the trial's last checkpoint.
+
+Sweep directory (``<storage_path>/<name>``, or ``output_dir``)::
+
+    sweep.yaml          the resolved sweep config (its ``train`` node is the base fine-tune)
+    tune/               the Tune experiment (searcher state included): what ``--resume`` reads
+    train/<trial>/      Ray Train's copy of each trial's checkpoints
+    runs/<trial>/       each trial's run directory (config, metrics.jsonl, checkpoints, eval.json)
+    results.csv, schedule.json, objective.png, schedule.png: written by search.analysis.write_outputs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from lambda_dpo.config import save_config
+from lambda_dpo.train import TRAINING_STATE, TrainConfig, checkpoint_step, latest_checkpoint, train
+from search.searcher import trial_lambda
+from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
+
+
+def run_sweep(config: SweepConfig, *, resume: bool = False):
+    """Run (or, with ``resume``, continue) the sweep; returns Tune's ``ResultGrid``."""
+    from ray import tune
+
+    sweep_dir = config.sweep_dir()
+    tune_path = f"{config.ray_storage()}/tune"
+    # Save the experiment state (searcher included) every few seconds, not Tune's ≥ 10 s, so a
+    # driver killed just after a trial finished does not leave that trial to be run again.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    connect_ray()
+    if resume:
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable(config), resume_unfinished=True, resume_errored=False, restart_errored=False)
+    else:
+        if (sweep_dir / RESULTS_FILE).exists() or tune.Tuner.can_restore(tune_path):
+            raise FileExistsError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir} or choose another name")
+        save_config(config, sweep_dir, CONFIG_FILE)
+        tuner = tune.Tuner(
+            trainable(config),
+            param_space={},
+            tune_config=tune.TuneConfig(
+                search_alg=build_searcher(config),
+                num_samples=config.searcher.num_trials,
+                max_concurrent_trials=config.searcher.max_concurrent,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(name="tune", storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+        )
+    return tuner.fit()
+
+
+def trainable(config: SweepConfig):
+    """The trial function with the sweep config bound and the driver's fractional CPU."""
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(run_trial, sweep=for_trials(config)), {"cpu": config.resources.driver_cpus})
+
+
+def trial_dirname(trial) -> str:
+    """``trial-003-<id>``: Tune's creation counter first, so directories sort in trial order."""
+    counter = trial.experiment_tag.split("_", 1)[0]
+    return f"trial-{int(counter):03d}-{trial.trial_id}" if counter.isdigit() else trial.trial_id
+
+
+def connect_ray(**kwargs) -> None:
+    """Join the cluster in ``RAY_ADDRESS`` (``ray job submit`` sets it), else start a private
+    local one; never a bare ``ray.init()`` that could attach to someone else's cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(address="local", include_dashboard=False, **kwargs)
+
+
+def run_trial(trial_config: dict, sweep: SweepConfig) -> None:
+    """The Tune function trainable: one Ray Train fine-tune at the trial's λ."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = tune.get_context().get_trial_id()
+    weights = trial_lambda(trial_config, sweep.dimensions)
+    make_trainer(
+        trial_train_config(sweep, weights, trial_id),
+        name=trial_id,
+        storage_path=f"{sweep.ray_storage()}/train",
+        resources=sweep.resources,
+        objective=sweep.objective,
+        max_failures=sweep.max_failures,
+        keep_checkpoints=sweep.keep_checkpoints,
+        callbacks=[TuneReportCallback()],
+    ).fit()
+
+
+def make_trainer(
+    train_config: TrainConfig,
+    *,
+    name: str,
+    storage_path: str,
+    resources: ResourcesConfig,
+    objective: str = "top1_accuracy/mixed",
+    max_failures: int = 2,
+    keep_checkpoints: int = 2,
+    callbacks=(),
+):
+    """A Ray Train ``TorchTrainer`` running one λ-DPO fine-tune on ``resources.num_workers``
+    data-parallel workers (gloo on CPU, NCCL on GPU). Naming it the same again resumes it."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"train": train_config, "objective": objective},
+        scaling_config=ScalingConfig(num_workers=resources.num_workers, use_gpu=resources.use_gpu, resources_per_worker=resources.per_worker()),
+        torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints),
+            failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=list(callbacks),
+        ),
+    )
+
+
+def train_worker(loop_config: dict) -> None:
+    """One Ray Train worker: the λ-DPO loop, resumed from the newest checkpoint there is (Ray's
+    copy, or the run directory's own when the worker died before Ray had it)."""
+    import ray.train
+    import ray.train.torch
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.reporting import JsonlReporter, Reporters
+
+    hf_logging.disable_progress_bar()  # one bar per saved shard would flood the sweep's log
+    config: TrainConfig = loop_config["train"]
+    run_dir = Path(config.output_dir)
+    ray_reporter = RayTrainReporter(loop_config["objective"])
+    reporters = [ray_reporter]
+    if ray.train.get_context().get_world_rank() == 0:  # the local log first: a Ray upload may be cut short
+        reporters.insert(0, JsonlReporter(run_dir / "metrics.jsonl"))
+    reporter = Reporters(reporters)
+    saved = ray.train.get_checkpoint()
+    with saved.as_directory() if saved else contextlib.nullcontext(None) as ray_copy:
+        resume_from = resume_point(saved.path if saved else None, ray_copy, run_dir)
+        try:
+            result = train(config, reporter=reporter, resume_from=resume_from, device=ray.train.torch.get_device())
+            if not ray_reporter.reported:  # restarted after its last step: report the saved result again
+                ray_reporter.report(result.metrics, step=config.optim.max_steps)
+        finally:
+            reporter.close()
+
+
+class RayTrainReporter:
+    """Plugs the training loop's reports into Ray Train (collective: every worker calls it).
+
+    Every report carries ``objective``: the latest value of the configured metric (NaN before
+    the first evaluation), so Tune's strict metric check passes and the searcher reads the
+    final evaluation's value at the end. Rank 0's checkpoints go to Ray's storage.
+    """
+
+    def __init__(self, objective: str):
+        self.objective = objective
+        self.latest = float("nan")
+        self.reported = False
+
+    def report(self, metrics, *, step, checkpoint=None):
+        import ray.train
+
+        value = metrics.get(self.objective, metrics.get(f"eval/{self.objective}"))
+        if value is not None:
+            self.latest = float(value)
+        payload = {**metrics, "step": step, OBJECTIVE: self.latest}
+        ray_checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
+        ray.train.report(payload, checkpoint=ray_checkpoint, checkpoint_dir_name=f"step-{step}")
+        self.reported = True
+
+    def close(self):
+        pass
+
+
+def resume_point(ray_checkpoint_path: str | None, ray_copy: str | Path | None, run_dir: Path) -> Path | None:
+    """The newer of Ray's checkpoint (stored as ``…/step-N``, read from ``ray_copy``, which may be
+    a download directory of any name) and the run directory's own latest complete checkpoint."""
+    found = []
+    if ray_copy is not None and (Path(ray_copy) / TRAINING_STATE).exists():
+        found.append((checkpoint_step(Path(ray_checkpoint_path).name), Path(ray_copy)))
+    local = latest_checkpoint(run_dir)
+    if local is not None:
+        found.append((checkpoint_step(local.name), local))
+    return max(found, key=lambda pair: pair[0])[1] if found else None

@@ -1,0 +1,194 @@
+"""The λ sweep's config: what a sweep YAML holds, loading it, and the ``--dry-run`` checks.
+
+A sweep config names a base fine-tune (``train_config``; keys under ``train:`` override it), the
+objective, the searcher and its scheduler settings, and what each trial asks of the cluster. The
+Ray orchestration that runs it is :mod:`search.sweep`; its results are read by :mod:`search.analysis`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from lambda_dpo.config import setting
+from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
+from lambda_dpo.config import ConfigError, load_config, with_absolute_paths
+from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda
+from lambda_dpo.train import TrainConfig
+from search.scheduler import SchedulerSettings
+from search.searcher import GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher, optuna_searcher
+
+SEARCHERS = ("polynomial", "optuna", "random", "grid")
+LAMBDA_MODES = ("fixed", "dirichlet")
+CONFIG_FILE = "sweep.yaml"
+RESULTS_FILE = "results.csv"
+OBJECTIVE = "objective"
+
+
+@dataclass
+class SearcherConfig:
+    """Which searcher proposes λ, and its budget."""
+
+    name: str = setting("polynomial", help='polynomial (ours) | optuna | random (Dirichlet) | grid', choices=SEARCHERS)
+    num_trials: int = setting(8, help='fine-tunes (λ) in all')
+    max_concurrent: int = setting(2, help='trials at a time')
+    initial_points: Optional[List[List[float]]] = setting(None, help='default: the m vertices and the centroid (polynomial)')
+    tolerance: float = setting(0.02, help='no λ within this max-norm distance of a taken one is suggested again')
+    seed: int = setting(0, help="seed of the searcher (and of schedule.json's candidates)")
+    dirichlet_alpha: float = setting(1.0, help='random')
+    grid_resolution: int = setting(2, help='grid: steps per side of the simplex lattice')
+    optuna_sampler: str = setting("tpe", help='optuna: tpe | gp')
+
+    def __post_init__(self) -> None:
+        if self.name not in SEARCHERS:
+            raise ValueError(f"searcher.name must be one of {', '.join(SEARCHERS)}; got {self.name!r}")
+        if self.num_trials <= 0 or self.max_concurrent <= 0:
+            raise ValueError("searcher.num_trials and searcher.max_concurrent must be positive")
+
+
+@dataclass
+class ResourcesConfig:
+    """What one trial asks of the cluster. On 2 CPUs, 2 trials at a time need a fractional
+    driver and workers of 0.9 CPU (whole CPUs each would wait forever)."""
+
+    num_workers: int = setting(1, help='data-parallel Ray Train workers per trial')
+    use_gpu: bool = setting(False, help='one GPU (or gpus_per_worker) per worker')
+    cpus_per_worker: float = setting(0.9, help='CPUs per Ray Train worker')
+    gpus_per_worker: float = setting(1.0, help='with use_gpu; a fraction packs several trials onto one GPU')
+    driver_cpus: float = setting(0.1, help='the Tune trial that drives the Train run')
+
+    def __post_init__(self) -> None:
+        if self.num_workers <= 0 or self.cpus_per_worker < 0 or self.driver_cpus <= 0:
+            raise ValueError("resources.num_workers must be positive, cpus_per_worker ≥ 0 and driver_cpus > 0 (Ray rejects 0)")
+        if self.use_gpu and not 0 < self.gpus_per_worker:
+            raise ValueError(f"resources.gpus_per_worker must be > 0 with use_gpu, got {self.gpus_per_worker}")
+        if self.gpus_per_worker > 1 and self.gpus_per_worker != int(self.gpus_per_worker):
+            raise ValueError(f"resources.gpus_per_worker above 1 must be a whole number (Ray's rule), got {self.gpus_per_worker}")
+
+    def per_worker(self) -> dict:
+        resources = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            resources["GPU"] = self.gpus_per_worker
+        return resources
+
+
+@dataclass
+class SweepConfig:
+    """A λ sweep: the base fine-tune, the objective, the searcher and the resources."""
+
+    name: str = setting("sweep", help="the sweep's directory name under storage_path")
+    storage_path: str = setting("runs/sweeps", help='Ray storage: a local/NFS path or a URI (s3://, gs://)')
+    output_dir: Optional[str] = setting(None, help='results and run dirs; default <storage_path>/<name> when local')
+    train_config: Optional[str] = setting(None, help='YAML of the base fine-tune; `train.*` keys override it')
+    train: TrainConfig = setting(default_factory=TrainConfig, help='')
+    objective: str = setting("top1_accuracy/mixed", help='final evaluation metric the searcher optimises')
+    mode: str = setting("max", help='max or min the objective', choices=("min", "max"))
+    lambda_mode: str = setting("fixed", help="fixed: the trial's λ for every example | dirichlet: λ ~ Dir centred on it", choices=LAMBDA_MODES)
+    lambda_concentration: float = setting(20.0, help='dirichlet: α = concentration · λ')
+    searcher: SearcherConfig = setting(default_factory=SearcherConfig, help='')
+    scheduler: SchedulerSettings = setting(default_factory=SchedulerSettings, help='')
+    resources: ResourcesConfig = setting(default_factory=ResourcesConfig, help='')
+    max_failures: int = setting(2, help='worker-group failures a trial survives, resuming from its checkpoint')
+    keep_checkpoints: int = setting(2, help='Ray Train checkpoints kept per trial')
+    table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "kl_to_reference"], help='final metrics shown beside the objective in results.csv and the table')
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be min or max, got {self.mode!r}")
+        if self.lambda_mode not in LAMBDA_MODES:
+            raise ValueError(f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}; got {self.lambda_mode!r}")
+        if self.lambda_concentration <= 0:
+            raise ValueError(f"lambda_concentration must be > 0, got {self.lambda_concentration}")
+        if self.max_failures < 0 or self.keep_checkpoints < 1:
+            raise ValueError("max_failures must be ≥ 0 and keep_checkpoints ≥ 1")
+        if self.train.optim.batch_size % self.resources.num_workers:
+            raise ValueError(f"train.optim.batch_size {self.train.optim.batch_size} is not divisible by resources.num_workers {self.resources.num_workers}")
+        if self.objective.startswith(BENCHMARK_PREFIX) and self.objective not in self.train.benchmarks.metric_names():
+            offered = ", ".join(self.train.benchmarks.metric_names()) or "none: train.benchmarks.tasks is empty (e.g. train.benchmarks_config=configs/eval/paper.yaml)"
+            raise ValueError(f"objective {self.objective} is not a benchmark metric the trials report; they report {offered}")
+        if self.objective.startswith(("verifiable/", "generation/")) and not self.train.eval.generate:
+            raise ValueError(f"objective {self.objective} is scored by generation, which the trials do not run: set train.eval.generate=true")
+        m = len(self.train.data.dimensions)
+        for k, point in enumerate(self.searcher.initial_points or []):
+            validate_lambda(point, m, name=f"searcher.initial_points[{k}]")
+
+    @property
+    def dimensions(self) -> list[str]:
+        return list(self.train.data.dimensions)
+
+    @property
+    def remote_storage(self) -> bool:
+        return "://" in self.storage_path
+
+    def sweep_dir(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir).absolute()
+        if self.remote_storage:
+            return Path("runs/sweeps", self.name).absolute()
+        return Path(self.storage_path, self.name).absolute()
+
+    def ray_storage(self) -> str:
+        """Where Tune and Train persist (absolute for a local path, as Ray wants)."""
+        if self.remote_storage:
+            return f"{self.storage_path.rstrip('/')}/{self.name}"
+        return str(Path(self.storage_path, self.name).absolute())
+
+
+def load_sweep_config(path: str | Path | None, overrides=()) -> SweepConfig:
+    return load_config(SweepConfig, path, overrides, base_files={"train": "train_config", "train.benchmarks": "train.benchmarks_config"})
+
+
+def read_sweep_config(sweep_dir: str | Path, overrides=()) -> SweepConfig:
+    path = Path(sweep_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{sweep_dir} is not a sweep directory (no {CONFIG_FILE})")
+    return load_sweep_config(path, overrides)
+
+
+def build_searcher(config: SweepConfig):
+    """The Tune searcher the config names, metric ``objective`` and mode set here."""
+    s = config.searcher
+    common = dict(metric=OBJECTIVE, mode=config.mode, num_trials=s.num_trials, initial_points=s.initial_points, tolerance=s.tolerance, random_state=s.seed)
+    if s.name == "polynomial":
+        return PolynomialLambdaSearcher(config.dimensions, scheduler=config.scheduler.build(), **common)
+    if s.name == "random":
+        return RandomLambdaSearcher(config.dimensions, dirichlet_alpha=s.dirichlet_alpha, **common)
+    if s.name == "grid":
+        return GridLambdaSearcher(config.dimensions, resolution=s.grid_resolution, **common)
+    return optuna_searcher(config.dimensions, metric=OBJECTIVE, mode=config.mode, sampler=s.optuna_sampler, seed=s.seed, initial_points=s.initial_points)
+
+
+def check_sweep_config(config: SweepConfig) -> list[str]:
+    """``--dry-run``: the base fine-tune's checks, the searcher built, the resources described."""
+    from lambda_dpo.preflight import check_train_config
+
+    lines = check_train_config(config.train)
+    searcher = build_searcher(config)
+    lines.append(f"searcher: {type(searcher).__name__}, {config.searcher.num_trials} trials, {config.searcher.max_concurrent} at a time, {config.mode} {config.objective}")
+    r = config.resources
+    per_trial = f"{r.num_workers} worker(s) × {r.per_worker()} + driver {r.driver_cpus} CPU"
+    concurrent = {k: round(v * r.num_workers * config.searcher.max_concurrent, 3) for k, v in r.per_worker().items()}
+    lines.append(f"resources: {per_trial} per trial; {config.searcher.max_concurrent} trials at once need {concurrent} + {r.driver_cpus * config.searcher.max_concurrent:g} CPU")
+    lines.append(f"storage: {config.ray_storage()} ({'remote' if config.remote_storage else 'local or shared filesystem'}); results in {config.sweep_dir()}")
+    return lines
+
+
+def trial_train_config(config: SweepConfig, weights: np.ndarray, trial_id: str) -> TrainConfig:
+    """The base fine-tune with this trial's λ and its own run directory."""
+    if config.lambda_mode == "fixed":
+        lambdas = fixed_at(config.train.lambdas, weights)
+    else:
+        lambdas = centred_dirichlet(config.train.lambdas, weights, config.lambda_concentration)
+    run_dir = config.sweep_dir() / "runs" / trial_id
+    return dataclasses.replace(config.train, lambdas=lambdas, output_dir=str(run_dir))
+
+
+def for_trials(config: SweepConfig) -> SweepConfig:
+    """The config as trials see it: every local path absolute, resolved here in the driver's
+    directory (Tune runs each trial in a directory of its own)."""
+    storage = config.storage_path if config.remote_storage else str(Path(config.storage_path).absolute())
+    return dataclasses.replace(config, train=with_absolute_paths(config.train), output_dir=str(config.sweep_dir()), storage_path=storage)
