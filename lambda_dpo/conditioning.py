@@ -1,4 +1,4 @@
-"""λ at inference time: the policy reads λ from a control preamble in its prompt (SPEC.md).
+"""λ at inference time: the policy reads λ from a control preamble in its prompt (docs/method.md, "λ at inference").
 
 With ``conditioning: prompt`` every training example's λ is rendered into its prompt (as the
 chat template's system message where the tokenizer has one), so the policy learns to act on λ

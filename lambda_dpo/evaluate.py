@@ -1,4 +1,4 @@
-"""Held-out evaluation: every metric of SPEC.md "Metrics", per dimension and for the λ-mixed target."""
+"""Held-out evaluation: every metric of docs/metrics.md, per dimension and for the λ-mixed target."""
 
 from __future__ import annotations
 

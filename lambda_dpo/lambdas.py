@@ -1,4 +1,4 @@
-"""λ samplers on the preference simplex (SPEC.md "The math", item 8) and the schedule file.
+"""λ samplers on the preference simplex (docs/method.md, "λ samplers") and the schedule file.
 
 Every sampler draws ``[n, m]`` λ from a numpy Generator. :func:`lambdas_for_examples` gives
 each example its own generator seeded by ``(seed, epoch, example key)``, so an example's λ does

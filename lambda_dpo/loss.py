@@ -2,7 +2,7 @@
 
 Shapes: B prompts, N response slots per prompt (padded slots masked), m preference dimensions.
 All functions take sequence log-probabilities already reduced over response tokens (see
-SPEC.md "The math" 1); nothing here touches a model.
+docs/method.md, item 1); nothing here touches a model.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def lambda_dpo_loss(
     response_mask: Tensor | None = None,
     target_mask: Tensor | None = None,
 ) -> LambdaDPOOutput:
-    """Multi-preference λ-weighted listwise DPO loss (SPEC.md "The math", items 2–6).
+    """Multi-preference λ-weighted listwise DPO loss (docs/method.md, items 2–6).
 
     Args:
         policy_logps: ``[B, N]`` sequence log-probs under the policy.
@@ -214,7 +214,7 @@ def _pairwise_output(losses: Tensor, chosen: Tensor, rejected: Tensor, pairs: tu
 def dpo_loss(
     policy_logps: Tensor, reference_logps: Tensor, preference: Tensor, *, beta: float, eligible: Tensor | None = None
 ) -> PairwiseOutput:
-    """Classic DPO on the best and worst response under ``preference`` (SPEC.md item 7).
+    """Classic DPO on the best and worst response under ``preference`` (docs/method.md, "Baselines").
 
     policy_logps, reference_logps, preference: ``[B, N]``; eligible: ``[B, N]`` bool.
     Per prompt ``−log σ(r_w − r_l)`` with ``r = β (logp_θ − logp_ref)``; ties are skipped.

@@ -1,4 +1,4 @@
-"""Ranking metrics of SPEC.md "Metrics", on plain tensors of a whole evaluation set.
+"""Ranking metrics (docs/metrics.md), on plain tensors of a whole evaluation set.
 
 Shapes: E prompts, N response slots, m dimensions. ``rewards``, ``policy_logps``,
 ``reference_logps``, ``lengths``: ``[E, N]``; ``ratings``: ``[E, m, N]`` (NaN = N/A or padding);
@@ -89,7 +89,7 @@ def ranking_metrics(
 ) -> dict[str, float]:
     """Every ranking metric, per dimension and for the λ-mixed target.
 
-    The mixed target is ``p^λ`` of SPEC.md item 6 with the given (evaluation) λ; its best and
+    The mixed target is ``p^λ`` (docs/method.md, item 6) with the given (evaluation) λ; its best and
     worst responses define ``reward_margin``.
     """
     targets, target_mask = ratings_to_targets(ratings, temperature=target_temperature, response_mask=response_mask)

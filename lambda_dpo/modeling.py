@@ -1,4 +1,4 @@
-"""Models: loading, LoRA, sequence log-probs, and the reference (SPEC.md items 1 and 9).
+"""Models: loading, LoRA, sequence log-probs, and the reference (docs/method.md: items 1 and "The reference").
 
 The reference of a LoRA policy is the same model with its adapter disabled — no second copy of
 the base weights. Reference log-probs are computed once per dataset by :class:`ReferenceCache`,

@@ -19,7 +19,7 @@ PAIRWISE_LOSSES = ("dpo", "simpo", "orpo")  # they use two responses per prompt:
 
 @dataclass
 class LossConfig:
-    """Which preference loss to train with (SPEC.md items 1–7)."""
+    """Which preference loss to train with (docs/method.md)."""
 
     name: str = setting("lambda_dpo", help='lambda_dpo | dpo | simpo | orpo', choices=LOSSES)
     beta: float = setting(0.1, help='β of the implicit reward β (logp_θ − logp_ref) (SimPO: its own β)')

@@ -1,4 +1,4 @@
-"""Per-dimension listwise targets from ratings (SPEC.md "The math", item 4).
+"""Per-dimension listwise targets from ratings (docs/method.md, item 4).
 
 Ratings are ``[..., m, N]`` floats with NaN for N/A. A response that is N/A in a dimension is
 left out of that dimension: it gets target 0 and mask False there, never the worst rating.

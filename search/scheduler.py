@@ -1,4 +1,4 @@
-"""The λ scheduler: polynomial regression over the simplex and softmax sampling (SPEC.md "The scheduler").
+"""The λ scheduler: polynomial regression over the simplex and softmax sampling (docs/scheduler.md).
 
 ``PolynomialScheduler`` follows the scikit-learn estimator contract: ``__init__`` only stores
 its arguments, ``fit`` validates and returns ``self``, learned state ends in ``_``. Predictions
