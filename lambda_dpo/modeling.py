@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional
@@ -191,7 +192,17 @@ def add_lora(model, config: LoraConfig):
         target_modules="all-linear" if targets == ["all-linear"] else list(targets),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
+    with peft_quietly():
+        return get_peft_model(model, peft_config)
+
+
+@contextlib.contextmanager
+def peft_quietly():
+    """peft asks the model for ``is_gradient_checkpointing``, which transformers 5.24 deprecates:
+    a warning that is peft's to fix, not our user's to read."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def is_lora(model) -> bool:

@@ -52,6 +52,7 @@ from lambda_dpo.modeling import (
     load_base_model,
     check_vocabulary,
     load_tokenizer,
+    peft_quietly,
     resolve_device,
     response_logps,
     sequence_logps,
@@ -428,7 +429,8 @@ def load_policy(config: TrainConfig, base, checkpoint: Path | None):
             return add_lora(base, config.model.lora)
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
+        with peft_quietly():
+            return PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
     if checkpoint is None:
         return base
     load_full_weights(base, Path(checkpoint))
