@@ -61,7 +61,7 @@ def load_config(
                 layers.insert(0, _nested(node, read_yaml(base)))
         for layer in layers:
             merged = OmegaConf.merge(merged, layer)
-        return resolve_shipped_paths(OmegaConf.to_object(merged))
+        return map_path_fields(OmegaConf.to_object(merged), shipped_path)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         prefix = f"{where}: key {key!r}: " if key else f"{where}: "
@@ -95,15 +95,16 @@ def shipped_path(value: str | None) -> str | None:
     return value
 
 
-def resolve_shipped_paths(config: T) -> T:
-    """``config`` with each path field that names a shipped file resolved (:func:`shipped_path`)."""
+def map_path_fields(config: T, function) -> T:
+    """``config`` with ``function`` applied to every ``setting(path=True)`` value, in nested configs
+    and to each item of a list."""
     changes = {}
     for item in dataclasses.fields(config):
         value = getattr(config, item.name)
         if dataclasses.is_dataclass(value):
-            changes[item.name] = resolve_shipped_paths(value)
+            changes[item.name] = map_path_fields(value, function)
         elif item.metadata.get("path"):
-            changes[item.name] = [shipped_path(v) for v in value] if isinstance(value, list) else shipped_path(value)
+            changes[item.name] = [function(v) for v in value] if isinstance(value, list) else function(value)
     return dataclasses.replace(config, **changes)
 
 
@@ -147,22 +148,9 @@ def setting(default=dataclasses.MISSING, *, help: str = "", choices: tuple[str, 
 
 
 def with_absolute_paths(config: T) -> T:
-    """``config`` with every ``setting(path=True)`` field that names an existing local path made absolute
-    (in nested configs and lists too); hub ids and other names are left alone."""
-
-    def absolute(value):
-        if isinstance(value, list):
-            return [absolute(item) for item in value]
-        return str(Path(value).absolute()) if isinstance(value, str) and value and Path(value).exists() else value
-
-    changes = {}
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        if dataclasses.is_dataclass(value):
-            changes[item.name] = with_absolute_paths(value)
-        elif item.metadata.get("path"):
-            changes[item.name] = absolute(value)
-    return dataclasses.replace(config, **changes)
+    """``config`` with every path field that names an existing local path made absolute (for processes
+    that run elsewhere, as Ray's trials do); hub ids and other names are left alone."""
+    return map_path_fields(config, lambda value: str(Path(value).absolute()) if value and Path(value).exists() else value)
 
 
 def describe_config(config, indent: int = 0) -> list[str]:
