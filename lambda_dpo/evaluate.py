@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from lambda_dpo.config import setting
-from lambda_dpo.data.collate import ListwiseCollator
+from lambda_dpo.data.collate import ListwiseCollator, longest_first
 from lambda_dpo.data.encoding import EncodedExample
 from lambda_dpo.lambdas import validate_lambda
 from lambda_dpo.metrics import peak_memory_mb, ranking_metrics
@@ -76,6 +76,7 @@ def evaluate_policy(
     """
     was_training = model.training
     model.eval()
+    examples = longest_first(examples)  # metrics are per prompt: the order only changes the padding
     slots = max(len(example.response_ids) for example in examples)
     columns: dict[str, list[Tensor]] = {name: [] for name in ("sum", "mean", "tokens", "reference", "ratings", "response_mask")}
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()

@@ -32,7 +32,7 @@ from lambda_dpo.config import setting
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
-from lambda_dpo.data.collate import ListwiseCollator
+from lambda_dpo.data.collate import ListwiseCollator, longest_first
 from lambda_dpo.console import logger
 from lambda_dpo.data.encoding import EncodedExample, encode_with_report, render_prompt
 from lambda_dpo.data.loading import DataConfig, load_examples
@@ -475,6 +475,7 @@ def fill_reference_cache(setup: RunSetup, split: str, base, *, name: str | None 
     config, encoded = setup.config, setup.encoded[split]
     lengths = (config.data.max_prompt_length, config.data.max_length)
     key = fingerprint(config.model, config.sft, config.seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
+    encoded = longest_first(encoded)  # the cache is keyed by example: the order only changes the padding
     cache = ReferenceCache(setup.run_dir / "reference_logps" / f"{name or split}.pt", key)
     size = config.eval.batch_size
     starts = range(0, len(encoded), size)

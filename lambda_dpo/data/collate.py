@@ -13,6 +13,13 @@ from lambda_dpo.preferences import ratings_to_targets
 IGNORE_INDEX = -100
 
 
+def longest_first(examples: Sequence[EncodedExample]) -> list[EncodedExample]:
+    """``examples`` ordered by their longest sequence, longest first: batches of similar lengths pad
+    little, and the batch that needs the most memory comes first (a lack of memory shows at once).
+    For passes whose results are keyed by example (reference log-probs, evaluation)."""
+    return sorted(examples, key=lambda e: -(len(e.prompt_ids) + max(len(r) for r in e.response_ids)))
+
+
 class ListwiseCollator:
     """Collate :class:`EncodedExample` into model inputs and preference targets.
 

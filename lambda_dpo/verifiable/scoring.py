@@ -73,18 +73,21 @@ def score_generations(
     check_dimensions(dimensions)
     lambdas = dict(zip(dimensions, weights))
     pairs = verifiable_examples(examples)
-    rows = []
+    texts = {example.record_id: render(example) for example, _ in pairs}
+    order = sorted(range(len(pairs)), key=lambda i: -len(texts[pairs[i][0].record_id]))  # similar lengths pad little
+    rows: list[dict | None] = [None] * len(pairs)
     starts = range(0, len(pairs), batch_size)
     for start in track(starts, total=len(starts), description=f"generating ({len(pairs)} held-out prompts)"):
-        chunk = pairs[start : start + batch_size]
-        generations = generate_batch(model, tokenizer, [render(example) for example, _ in chunk], max_new_tokens=max_new_tokens, device=device)
-        for (example, verification), generation in zip(chunk, generations):
+        chunk = order[start : start + batch_size]
+        generations = generate_batch(model, tokenizer, [texts[pairs[i][0].record_id] for i in chunk], max_new_tokens=max_new_tokens, device=device)
+        for index, generation in zip(chunk, generations):
+            example, verification = pairs[index]
             scores = {name: value for name, value in score_response(generation.text, verification).items() if name in lambdas}
-            rows.append({
+            rows[index] = {
                 "record_id": example.record_id, "prompt": example.prompt, "response": generation.text,
                 "new_tokens": generation.new_tokens, "finished": generation.finished,
                 "scores": scores, "mixed": mixed_score(scores, lambdas),
-            })
+            }
     return GenerationScores(summarise(rows, dimensions), rows)
 
 

@@ -55,3 +55,25 @@ def test_a_pairwise_loss_on_its_two_forwarded_responses_equals_the_loss_on_all_o
     assert cut.count == full.count == 2 and cut.metrics == full.metrics  # the tied prompt is skipped in both
     # Prompt 0 under λ = (0.7, 0.3): best is response 0 (4, 2), worst response 1 (1, 2); prompt 2: 0.2·1+0.8·5 beats 0.2·5+0.8·1.
     assert pair["slots"][0].tolist() == [0, 1] and pair["slots"][2].tolist() == [0, 1]
+
+
+def test_the_evaluation_does_not_depend_on_the_order_of_the_examples(tiny_tokenizer, tiny_model):
+    from lambda_dpo.data.collate import longest_first
+    from lambda_dpo.evaluate import evaluate_policy
+    from lambda_dpo.modeling import ReferenceCache
+
+    texts = ["Plants turn light into sugar.", "I am not sure.", "Forty two.", "The quick brown fox jumps over the lazy dog."]
+    rng = np.random.default_rng(0)
+    examples = [ListwiseExample(k, f"r{k}", "Say something " * (k + 1), tuple(texts[: 2 + k % 3]), rng.integers(1, 6, (2, 2 + k % 3)).astype(float)) for k in range(9)]
+    encoded = encode_examples(examples, tiny_tokenizer, max_prompt_length=64, max_length=128)
+    collator = ListwiseCollator(tiny_tokenizer.pad_token_id)
+    cache = ReferenceCache(None, "k")
+    cache.fill(tiny_model, [collator(encoded)], len(encoded), 4, torch.device("cpu"))
+    options = dict(loss=LossConfig(), eval_lambda=np.array([0.5, 0.5]), dimensions=DIMENSIONS, batch_size=4, device=torch.device("cpu"))
+    forward = evaluate_policy(tiny_model, encoded, collator, cache, **options)
+    backward = evaluate_policy(tiny_model, encoded[::-1], collator, cache, **options)
+    for name, value in forward.items():
+        if not name.startswith("eval/"):
+            assert backward[name] == pytest.approx(value, rel=1e-5, abs=1e-7, nan_ok=True), name
+    lengths = [len(e.prompt_ids) + max(map(len, e.response_ids)) for e in longest_first(encoded)]
+    assert lengths == sorted(lengths, reverse=True)
