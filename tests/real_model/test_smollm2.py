@@ -95,10 +95,10 @@ class LossRecorder:
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
-    """5 LoRA λ-DPO steps, each on the same 16 training prompts, from the real-model config."""
+    """5 LoRA λ-DPO steps, each on the same 4 training prompts (2 held out), from the real-model config."""
     root = tmp_path_factory.mktemp("smollm2")
     config = load_config(TrainConfig, CONFIG, [
-        f"output_dir={root / 'run'}", "data.limit=20", "eval.fraction=0.2", "optim.batch_size=4", "optim.gradient_accumulation=4",
+        f"output_dir={root / 'run'}", "data.limit=6", "eval.fraction=0.34", "optim.batch_size=4", "optim.gradient_accumulation=1",
         "optim.max_steps=5", "optim.warmup_ratio=0", "optim.learning_rate=1e-3", "log_every=1", "save_every=5", "eval.max_new_tokens=24",
     ])
     recorder = LossRecorder()
