@@ -37,6 +37,16 @@ def right(texts: list[str]) -> list[bool]:
     return [bool(re.search(pattern, text, flags=re.IGNORECASE)) for text, (_, pattern) in zip(texts, QUESTIONS)]
 
 
+def reuse_reference(out: Path, run_dir: Path) -> None:
+    """Copy an earlier probe's reference log-probs: the same data and model give the same values
+    (the cache's fingerprint checks it), and on 2 cores they take minutes to compute."""
+    import shutil
+
+    earlier = sorted(out.glob("lr-*/reference_logps"))
+    if earlier and not (run_dir / "reference_logps").exists():
+        shutil.copytree(earlier[0], run_dir / "reference_logps")
+
+
 def probe(learning_rate: float, args, out: Path) -> dict:
     """Train (or read back) one learning rate's run and answer the plain questions with it."""
     from lambda_dpo.config import load_config
@@ -49,6 +59,7 @@ def probe(learning_rate: float, args, out: Path) -> dict:
         return json.loads(result_file.read_text())
     overrides = [f"output_dir={run_dir}", f"optim.learning_rate={learning_rate}", f"optim.max_steps={args.steps}", f"data.limit={args.limit}",
                  "eval.generate=false", f"save_every={args.steps}", *args.overrides]
+    reuse_reference(out, run_dir)
     metrics = train(load_config(TrainConfig, args.config, overrides)).metrics
     _, tokenizer, model = load_checkpoint_policy(latest_checkpoint(run_dir))
     texts = answers(model, tokenizer, lambda question: render_prompt(question, tokenizer))
