@@ -54,8 +54,8 @@ def test_prompts_go_through_the_models_chat_template_and_the_preamble_joins_its_
     examples, _ = load_examples(str(SHIPPED_SET), dimensions=VERIFIABLE_DIMENSIONS, limit=3)
     encoded = encode_examples(examples, tokenizer, max_prompt_length=256, max_length=512)
     for example, prompt in zip(examples, encoded):
-        expected = tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], add_generation_prompt=True, tokenize=True)
-        expected = expected["input_ids"] if isinstance(expected, dict) else expected
+        expected = tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], add_generation_prompt=True, tokenize=True, return_dict=True)
+        expected = expected["input_ids"]  # transformers 5 gives a BatchEncoding, which is not a dict
         assert list(prompt.prompt_ids) == list(expected)
     weights = [0.4, 0.3, 0.2, 0.1]
     text = conditioned_prompt("Hi.", weights, VERIFIABLE_DIMENSIONS, tokenizer)
