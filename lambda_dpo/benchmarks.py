@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import torch
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_settings, setting
 from lambda_dpo.tasks import TASKS_DIR
 
 PREFIX = "lm_eval/"
@@ -58,23 +58,20 @@ class BenchmarkConfig:
 
     tasks: List[BenchmarkTask] = setting(default_factory=list, help='lm-eval tasks: {name, metric, filter, num_fewshot} each')
     include_paths: List[str] = setting(default_factory=list, path=True, help='directories of extra task YAMLs')
-    limit: Optional[float] = setting(None, help='documents per task (a fraction when < 1); None = all')
-    batch_size: int = setting(8, help='lm-eval requests per forward')
-    max_length: Optional[int] = setting(None, help="context length in tokens; None = the model's")
+    limit: Optional[float] = setting(None, within=POSITIVE, help='documents per task (a fraction when < 1); None = all')
+    batch_size: int = setting(8, within=AT_LEAST_ONE, help='lm-eval requests per forward')
+    max_length: Optional[int] = setting(None, within=AT_LEAST_ONE, help="context length in tokens; None = the model's")
     apply_chat_template: bool = setting(False, help="render contexts with the tokenizer's chat template")
     system_instruction: Optional[str] = setting(None, help="system message of every request (default: none; a λ-conditioned policy gets its evaluation λ's preamble)")
-    bootstrap_iters: int = setting(0, help='resamples for standard errors (0: none; the objective needs the means)')
+    bootstrap_iters: int = setting(0, within=NON_NEGATIVE, help='resamples for standard errors (0: none; the objective needs the means)')
     seed: int = setting(1234, help="lm-eval's seed (few-shot sampling)")
 
     def __post_init__(self) -> None:
+        check_settings(self, "benchmarks")
         names = [task.name for task in self.tasks]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"benchmarks.tasks names {', '.join(repeated)} more than once")
-        if self.limit is not None and self.limit <= 0:
-            raise ValueError(f"benchmarks.limit must be > 0, got {self.limit}")
-        if self.batch_size <= 0 or self.bootstrap_iters < 0:
-            raise ValueError("benchmarks.batch_size must be positive and benchmarks.bootstrap_iters ≥ 0")
 
     @property
     def enabled(self) -> bool:

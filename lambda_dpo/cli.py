@@ -47,10 +47,46 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()  # reading a local file takes a moment; its bar is noise
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except Exception as error:
+        message = user_error_message(error)
+        if message is None:  # not bad input: the traceback is the user's best lead
+            if is_out_of_memory(error):
+                print(f"lambda-dpo {args.command}: out of memory: {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+            raise
         # Bad input is the user's to fix: say what is wrong without a traceback.
-        print(f"lambda-dpo {args.command}: error: {error}", file=sys.stderr)
+        print(f"lambda-dpo {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+OUT_OF_MEMORY_HINT = ("lower optim.batch_size (and raise optim.gradient_accumulation to keep the batch), set "
+                      "model.gradient_checkpointing=true, train a LoRA adapter (model.lora.enabled=true), or shorten data.max_length")
+OWN_PACKAGES = ("lambda_dpo", "search")
+
+
+def raised_by_us(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in this project's packages: our own
+    checks raise ValueError/RuntimeError with a message meant for the user; the same types raised
+    deep in a library (torch, scikit-learn) are bugs or resource failures that need their traceback."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    module = trace.tb_frame.f_globals.get("__name__", "") if trace is not None else ""
+    return module.split(".")[0] in OWN_PACKAGES
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one line to print for an error the user can fix, or None for one that needs a traceback."""
+    if isinstance(error, OSError) and error.filename is not None and not isinstance(error, (ConnectionError, TimeoutError)):
+        return f"{error.filename}: {error.strerror}"  # a path the user gave: missing, a directory, not writable
+    if isinstance(error, (ValueError, FileNotFoundError, FileExistsError, RuntimeError)) and raised_by_us(error):
+        return str(error)
+    return None
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import field
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence, Type, TypeVar
 
@@ -138,13 +139,69 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
 
 
-def setting(default=dataclasses.MISSING, *, help: str = "", choices: tuple[str, ...] | None = None, path: bool = False, **kwargs):
+@dataclass(frozen=True)
+class Interval:
+    """The values a numeric setting may take: ``low``/``high`` (None = unbounded), ``closed`` says
+    which ends belong (``both``, ``left``, ``right``, ``neither``), as scikit-learn's ``Interval``."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"
+
+    def __contains__(self, value: float) -> bool:
+        left_closed, right_closed = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left_closed)):
+            return False
+        return self.high is None or value < self.high or (value == self.high and right_closed)
+
+    def __str__(self) -> str:
+        """How a message says it: "> 0", "≥ 1", "in [0, 1)"."""
+        left_closed, right_closed = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.high is None and self.low is not None:
+            return f"{'≥' if left_closed else '>'} {self.low:g}"
+        if self.low is None and self.high is not None:
+            return f"{'≤' if right_closed else '<'} {self.high:g}"
+        if self.low is None:
+            return "any number"
+        return f"in {'[' if left_closed else '('}{self.low:g}, {self.high:g}{']' if right_closed else ')'}"
+
+
+POSITIVE = Interval(0, None, "neither")  # > 0
+NON_NEGATIVE = Interval(0, None)  # ≥ 0
+AT_LEAST_ONE = Interval(1, None)  # whole numbers ≥ 1
+UNIT = Interval(0, 1)  # [0, 1]
+
+
+def setting(default=dataclasses.MISSING, *, help: str = "", choices: tuple[str, ...] | None = None, path: bool = False,
+            within: Interval | None = None, **kwargs):
     """A config field with its help text (``lambda-dpo config show`` prints it), its choices when it
-    takes one of a few names, and ``path=True`` when it may name a local file or directory
-    (:func:`with_absolute_paths` makes those absolute for processes that run elsewhere)."""
+    takes one of a few names, the interval its numbers must lie in (``within``), and ``path=True``
+    when it may name a local file or directory (:func:`with_absolute_paths` makes those absolute for
+    processes that run elsewhere). :func:`check_settings` enforces choices and intervals."""
     if default is not dataclasses.MISSING:
         kwargs["default"] = default
-    return field(metadata={"help": help, "choices": choices, "path": path}, **kwargs)
+    return field(metadata={"help": help, "choices": choices, "path": path, "within": within}, **kwargs)
+
+
+def check_settings(config, node: str = "") -> None:
+    """Raise ValueError naming ``node.key`` for the first field of ``config`` (not its nested
+    configs, which check themselves) whose value is not one of its choices, is a non-finite
+    number, or lies outside its declared interval. Each config calls it first in ``__post_init__``,
+    so one declaration per field is the whole rule."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        key = f"{node}.{item.name}" if node else item.name
+        choices, within = item.metadata.get("choices"), item.metadata.get("within")
+        if choices and value not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        for number in numbers:
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue
+            if not math.isfinite(number):
+                raise ValueError(f"{key} must be a finite number; got {value!r}")
+            if within is not None and number not in within:
+                raise ValueError(f"{key} must be {within}; got {value!r}")
 
 
 def with_absolute_paths(config: T) -> T:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, Interval, check_settings, setting
 from lambda_dpo.data.collate import ListwiseCollator, longest_first
 from lambda_dpo.data.encoding import EncodedExample
 from lambda_dpo.lambdas import validate_lambda
@@ -27,22 +27,17 @@ class EvalConfig:
 
     source: Optional[str] = setting(None, path=True, help='held-out data; None = hold out `fraction` of data.source')
     split: str = setting("test", help='hub split of `source`')
-    fraction: float = setting(0.1, help='share of data.source held out when `source` is None')
+    fraction: float = setting(0.1, within=Interval(0, 1, "neither"), help='share of data.source held out when `source` is None')
     split_seed: int = setting(0, help='fixed, so runs with different seeds are scored on the same prompts')
-    limit: Optional[int] = setting(None, help='keep at most this many held-out examples')
+    limit: Optional[int] = setting(None, within=AT_LEAST_ONE, help='keep at most this many held-out examples')
     weights: Optional[List[float]] = setting(None, help='λ of the mixed target; None = the centroid (1/m, ...)')
-    every: int = setting(0, help='evaluate every this many steps (0 = at the end only)')
-    batch_size: int = setting(16, help='prompts per evaluation forward (and per generation batch)')
+    every: int = setting(0, within=NON_NEGATIVE, help='evaluate every this many steps (0 = at the end only)')
+    batch_size: int = setting(16, within=AT_LEAST_ONE, help='prompts per evaluation forward (and per generation batch)')
     generate: bool = setting(False, help='the final evaluation also scores greedy generations with the verifiers (verifiable/*)')
-    max_new_tokens: int = setting(128, help='for generate')
+    max_new_tokens: int = setting(128, within=AT_LEAST_ONE, help='for generate')
 
     def __post_init__(self) -> None:
-        if not 0 < self.fraction < 1:
-            raise ValueError(f"eval.fraction must be in (0, 1), got {self.fraction}")
-        if self.every < 0 or self.batch_size <= 0:
-            raise ValueError("eval.every must be ≥ 0 and eval.batch_size positive")
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"eval.max_new_tokens must be positive, got {self.max_new_tokens}")
+        check_settings(self, "eval")
 
     def mixed_lambda(self, num_dimensions: int) -> np.ndarray:
         if self.weights is None:

@@ -15,7 +15,7 @@ from typing import List, Optional, Protocol, Sequence
 
 import numpy as np
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import NON_NEGATIVE, POSITIVE, Interval, check_settings, setting
 
 SIMPLEX_TOLERANCE = 1e-6
 SCHEDULE_FORMAT = "lambda-dpo/schedule"
@@ -221,26 +221,19 @@ class LambdaConfig:
 
     sampler: str = setting("dirichlet", help='one of SAMPLERS', choices=SAMPLERS)
     weights: Optional[List[float]] = setting(None, help='the λ of `fixed`; the mean of `dirichlet` when given')
-    dirichlet_alpha: float = setting(1.0, help='concentration of `dirichlet` per dimension at the centroid (1 = uniform on the simplex)')
-    gaussian_sigma: float = setting(1.0, help='σ of `gaussian`')
-    vertex: Optional[int] = setting(None, help='`vertices`: always this dimension (None = a random one per example)')
+    dirichlet_alpha: float = setting(1.0, within=POSITIVE, help='concentration of `dirichlet` per dimension at the centroid (1 = uniform on the simplex)')
+    gaussian_sigma: float = setting(1.0, within=NON_NEGATIVE, help='σ of `gaussian`')
+    vertex: Optional[int] = setting(None, within=NON_NEGATIVE, help='`vertices`: always this dimension (None = a random one per example)')
     schedule: Optional[str] = setting(None, path=True, help='`scheduled`: path to a schedule JSON')
-    anchor_share: float = setting(0.0, help='share of examples given the anchor λ (`weights`, else the centroid) instead of a draw')
+    anchor_share: float = setting(0.0, within=Interval(0, 1, "left"), help='share of examples given the anchor λ (`weights`, else the centroid) instead of a draw')
     seed: int = setting(0, help="seed of the per-example λ draws (with the epoch and the example's key)")
 
     def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"lambdas.sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
+        check_settings(self, "lambdas")
         if self.sampler == "fixed" and self.weights is None:
             raise ValueError("lambdas.sampler 'fixed' needs lambdas.weights (a λ on the simplex)")
         if self.sampler == "scheduled" and not self.schedule:
             raise ValueError("lambdas.sampler 'scheduled' needs lambdas.schedule (a schedule JSON path)")
-        if self.dirichlet_alpha <= 0:
-            raise ValueError(f"lambdas.dirichlet_alpha must be > 0, got {self.dirichlet_alpha}")
-        if self.gaussian_sigma < 0:
-            raise ValueError(f"lambdas.gaussian_sigma must be >= 0, got {self.gaussian_sigma}")
-        if not 0 <= self.anchor_share < 1:
-            raise ValueError(f"lambdas.anchor_share must be in [0, 1), got {self.anchor_share}")
         if self.anchor_share and self.sampler not in ANCHORABLE:
             raise ValueError(f"lambdas.anchor_share applies to the {', '.join(ANCHORABLE)} samplers, not {self.sampler!r}")
 

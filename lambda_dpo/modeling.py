@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
 from lambda_dpo.pretrained import resolve_model_source
 
@@ -32,16 +32,13 @@ class LoraConfig:
     """peft LoRA settings; ``enabled: false`` trains every weight."""
 
     enabled: bool = setting(True, help='train a LoRA adapter (false: every weight)')
-    r: int = setting(16, help='LoRA rank')
+    r: int = setting(16, within=AT_LEAST_ONE, help='LoRA rank')
     alpha: int = setting(32, help='LoRA scaling numerator (the update is scaled by alpha / r)')
-    dropout: float = setting(0.05, help='dropout on the LoRA input')
+    dropout: float = setting(0.05, within=Interval(0, 1, "left"), help='dropout on the LoRA input')
     target_modules: List[str] = setting(default_factory=lambda: ["all-linear"], help='module names to adapt, or [all-linear]')
 
     def __post_init__(self) -> None:
-        if self.r <= 0:
-            raise ValueError(f"model.lora.r must be positive, got {self.r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+        check_settings(self, "model.lora")
 
 
 @dataclass
@@ -54,8 +51,8 @@ class ModelConfig:
     # when it has weights (they are not loaded); false: its weights must be loaded.
     random_init: Optional[bool] = setting(None, help="random weights from name_or_path's config.json: null = only when it holds no weights; true = even when it has weights (not loaded); false = its weights must be loaded")
     tokenizer: Optional[str] = setting(None, path=True, help='hub id or directory; None = name_or_path\'s own; "train" = BPE trained on the data (random init only)')
-    tokenizer_vocab_size: int = setting(512, help='for tokenizer: train')
-    dtype: str = setting("auto", help='auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16')
+    tokenizer_vocab_size: int = setting(512, within=AT_LEAST_ONE, help='for tokenizer: train')
+    dtype: str = setting("auto", help='auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16', choices=("auto", *DTYPES))
     device: str = setting("auto", help='auto | cpu | cuda | cuda:N')
     gradient_checkpointing: bool = setting(False, help='recompute activations in the backward pass (less memory, more time)')
     trust_remote_code: bool = setting(False, help='models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust')
@@ -63,8 +60,7 @@ class ModelConfig:
     lora: LoraConfig = setting(default_factory=LoraConfig, help='')
 
     def __post_init__(self) -> None:
-        if self.dtype != "auto" and self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be auto or one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_settings(self, "model")
 
     def uses_random_init(self) -> bool:
         """Whether the weights are drawn at random rather than loaded (see ``random_init``).

@@ -9,7 +9,7 @@ from torch import Tensor
 
 import torch
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import NON_NEGATIVE, POSITIVE, check_settings, setting
 from lambda_dpo.loss import best_worst_pairs, dpo_loss, lambda_dpo_loss, log_odds, mixed_target, orpo_loss, simpo_loss
 from lambda_dpo.modeling import REDUCTIONS, ResponseLogps
 
@@ -22,18 +22,13 @@ class LossConfig:
     """Which preference loss to train with (docs/method.md)."""
 
     name: str = setting("lambda_dpo", help='lambda_dpo | dpo | simpo | orpo', choices=LOSSES)
-    beta: float = setting(0.1, help='β of the implicit reward β (logp_θ − logp_ref) (SimPO: its own β)')
+    beta: float = setting(0.1, within=POSITIVE, help='β of the implicit reward β (logp_θ − logp_ref) (SimPO: its own β)')
     logp_reduction: str = setting("mean", help="mean (the paper's code) | sum (classic DPO)", choices=REDUCTIONS)
-    simpo_gamma: float = setting(0.5, help="SimPO's target margin γ")
-    orpo_alpha: float = setting(1.0, help="ORPO's weight α of the odds-ratio term")
+    simpo_gamma: float = setting(0.5, within=NON_NEGATIVE, help="SimPO's target margin γ")
+    orpo_alpha: float = setting(1.0, within=NON_NEGATIVE, help="ORPO's weight α of the odds-ratio term")
 
     def __post_init__(self) -> None:
-        if self.name not in LOSSES:
-            raise ValueError(f"loss.name must be one of {', '.join(LOSSES)}; got {self.name!r}")
-        if self.logp_reduction not in REDUCTIONS:
-            raise ValueError(f"loss.logp_reduction must be one of {', '.join(REDUCTIONS)}; got {self.logp_reduction!r}")
-        if self.beta <= 0:
-            raise ValueError(f"loss.beta must be > 0, got {self.beta}")
+        check_settings(self, "loss")
 
 
 @dataclass

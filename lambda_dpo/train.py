@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, check_settings, setting
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
@@ -74,25 +74,18 @@ class NonFiniteError(ValueError):
 class OptimConfig:
     """AdamW with a cosine schedule and linear warm-up, over optimizer steps."""
 
-    learning_rate: float = setting(5e-5, help='peak AdamW learning rate')
-    weight_decay: float = setting(0.0, help='AdamW weight decay')
-    warmup_ratio: float = setting(0.1, help='share of max_steps of linear warm-up before the cosine decay, in [0, 1)')
-    max_steps: int = setting(1000, help='optimizer steps (ignored when `epochs` is set)')
-    epochs: Optional[float] = setting(None, help='passes over the training set; sets max_steps once the data is loaded')
-    batch_size: int = setting(4, help='prompts per micro-batch (each brings its N responses)')
-    gradient_accumulation: int = setting(1, help='micro-batches per optimizer step')
-    max_grad_norm: float = setting(1.0, help='gradient norm clipping')
+    learning_rate: float = setting(5e-5, within=POSITIVE, help='peak AdamW learning rate')
+    weight_decay: float = setting(0.0, within=NON_NEGATIVE, help='AdamW weight decay')
+    warmup_ratio: float = setting(0.1, within=Interval(0, 1, "left"), help='share of max_steps of linear warm-up before the cosine decay, in [0, 1)')
+    max_steps: int = setting(1000, within=AT_LEAST_ONE, help='optimizer steps (ignored when `epochs` is set)')
+    epochs: Optional[float] = setting(None, within=POSITIVE, help='passes over the training set; sets max_steps once the data is loaded')
+    batch_size: int = setting(4, within=AT_LEAST_ONE, help='prompts per micro-batch (each brings its N responses)')
+    gradient_accumulation: int = setting(1, within=AT_LEAST_ONE, help='micro-batches per optimizer step')
+    max_grad_norm: float = setting(1.0, within=POSITIVE, help='gradient norm clipping')
     on_nonfinite: str = setting("raise", help="raise: stop at a non-finite loss or gradient norm | skip: drop that step's update and count it", choices=ON_NONFINITE)
 
     def __post_init__(self) -> None:
-        if self.max_steps <= 0 or self.batch_size <= 0 or self.gradient_accumulation <= 0:
-            raise ValueError("optim.max_steps, optim.batch_size and optim.gradient_accumulation must be positive")
-        if self.epochs is not None and self.epochs <= 0:
-            raise ValueError(f"optim.epochs must be positive, got {self.epochs}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.on_nonfinite not in ON_NONFINITE:
-            raise ValueError(f"optim.on_nonfinite must be one of {', '.join(ON_NONFINITE)}; got {self.on_nonfinite!r}")
+        check_settings(self, "optim")
 
     def steps_for(self, num_examples: int) -> "OptimConfig":
         """This config with ``max_steps`` set from ``epochs`` over ``num_examples`` prompts."""
@@ -106,13 +99,12 @@ class OptimConfig:
 class SFTConfig:
     """Optional warm start for base models: NLL on each prompt's best response under its λ."""
 
-    steps: int = setting(0, help='0 = no warm start')
-    learning_rate: float = setting(1e-3, help='learning rate of the warm start')
-    batch_size: int = setting(16, help='prompts per warm-start step (each trains on its best response)')
+    steps: int = setting(0, within=NON_NEGATIVE, help='0 = no warm start')
+    learning_rate: float = setting(1e-3, within=POSITIVE, help='learning rate of the warm start')
+    batch_size: int = setting(16, within=AT_LEAST_ONE, help='prompts per warm-start step (each trains on its best response)')
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size <= 0:
-            raise ValueError("sft.steps must be ≥ 0 and sft.batch_size positive")
+        check_settings(self, "sft")
 
 
 @dataclass
@@ -121,7 +113,7 @@ class TrainConfig:
 
     output_dir: str = setting("runs/train", help='the run directory (config, checkpoints, metrics, eval.json)')
     seed: int = setting(0, help='seed of weights, batch order and dropout')
-    threads: Optional[int] = setting(None, help='torch intra-op threads (1 is fastest for the tiny model on 2 cores)')
+    threads: Optional[int] = setting(None, within=AT_LEAST_ONE, help='torch intra-op threads (1 is fastest for the tiny model on 2 cores)')
     conditioning: str = setting("none", help='none | prompt: λ rendered into the prompt, so λ steers the policy at inference', choices=CONDITIONING)
     model: ModelConfig = setting(default_factory=ModelConfig, help='')
     data: DataConfig = setting(default_factory=DataConfig, help='')
@@ -132,15 +124,12 @@ class TrainConfig:
     sft: SFTConfig = setting(default_factory=SFTConfig, help='')
     benchmarks_config: Optional[str] = setting(None, help='YAML of `benchmarks` (e.g. configs/eval/paper.yaml); `benchmarks.*` keys override it')
     benchmarks: BenchmarkConfig = setting(default_factory=BenchmarkConfig, help='lm-eval tasks run on the final policy')
-    log_every: int = setting(10, help='report training metrics every this many steps')
-    save_every: int = setting(0, help='checkpoint every this many steps (0 = only at the end)')
-    keep_checkpoints: int = setting(2, help='the newest this many step checkpoints are kept')
+    log_every: int = setting(10, within=AT_LEAST_ONE, help='report training metrics every this many steps')
+    save_every: int = setting(0, within=NON_NEGATIVE, help='checkpoint every this many steps (0 = only at the end)')
+    keep_checkpoints: int = setting(2, within=AT_LEAST_ONE, help='the newest this many step checkpoints are kept')
 
     def __post_init__(self) -> None:
-        if self.log_every <= 0 or self.save_every < 0 or self.keep_checkpoints < 1:
-            raise ValueError("log_every must be positive, save_every ≥ 0 and keep_checkpoints ≥ 1")
-        if self.conditioning not in CONDITIONING:
-            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {self.conditioning!r}")
+        check_settings(self)
         # λ given by the user are checked against the data's dimensions before anything runs.
         build_sampler(self.lambdas, self.data.dimensions)
         self.eval.mixed_lambda(len(self.data.dimensions))

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import BayesianRidge, Ridge
 from sklearn.preprocessing import PolynomialFeatures
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_settings, setting
 from lambda_dpo.lambdas import SCHEDULE_FORMAT, SCHEDULE_VERSION, parse_schedule, validate_lambdas
 
 BASES = ("monomial", "scheffe")
@@ -106,38 +106,23 @@ class SchedulerSettings:
     paper's quadratic with τ = 100 on raw scores (:data:`PRESETS` ``paper``).
     """
 
-    degree: int = setting(3, help="polynomial degree p (the paper: 2)")
+    degree: int = setting(3, within=AT_LEAST_ONE, help="polynomial degree p (the paper: 2)")
     basis: str = setting("monomial", help="monomial: every monomial of degree ≤ p (the paper's); scheffe: the full-rank mixture basis", choices=BASES)
     regression: str = setting("ridge", help="lstsq: minimum-norm least squares; ridge: L2 penalty alpha; bayesian: candidates scored by mean + kappa·std", choices=REGRESSIONS)
-    alpha: float = setting(1e-2, help="ridge penalty")
-    kappa: float = setting(1.0, help="exploration weight of the predictive std (bayesian)")
+    alpha: float = setting(1e-2, within=NON_NEGATIVE, help="ridge penalty")
+    kappa: float = setting(1.0, within=NON_NEGATIVE, help="exploration weight of the predictive std (bayesian)")
     candidates: str = setting("dirichlet", help="dirichlet: n_candidates draws from Dir(dirichlet_alpha); grid: the simplex lattice of grid_resolution", choices=CANDIDATE_KINDS)
-    n_candidates: int = setting(2000, help="Dirichlet candidates")
-    dirichlet_alpha: float = setting(1.0, help="concentration of the Dirichlet candidates (1: uniform on the simplex)")
-    grid_resolution: int = setting(10, help="steps per side of the grid candidates")
-    local_candidates: int = setting(1000, help="extra candidates near the best observed λ and the fitted maximum (half each)")
-    local_concentration: float = setting(50.0, help="how tightly the local candidates gather (std ≈ √(λ(1−λ)/c))")
-    local_bandwidth: Optional[float] = setting(None, help="if set, observations weighted by exp(−½(‖λ − λ_best‖/h)²) around the best observed λ")
-    temperature: float = setting(3.0, help="τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
+    n_candidates: int = setting(2000, within=AT_LEAST_ONE, help="Dirichlet candidates")
+    dirichlet_alpha: float = setting(1.0, within=POSITIVE, help="concentration of the Dirichlet candidates (1: uniform on the simplex)")
+    grid_resolution: int = setting(10, within=AT_LEAST_ONE, help="steps per side of the grid candidates")
+    local_candidates: int = setting(1000, within=NON_NEGATIVE, help="extra candidates near the best observed λ and the fitted maximum (half each)")
+    local_concentration: float = setting(50.0, within=POSITIVE, help="how tightly the local candidates gather (std ≈ √(λ(1−λ)/c))")
+    local_bandwidth: Optional[float] = setting(None, within=POSITIVE, help="if set, observations weighted by exp(−½(‖λ − λ_best‖/h)²) around the best observed λ")
+    temperature: float = setting(3.0, within=NON_NEGATIVE, help="τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
     temperature_scale: str = setting("std", help="raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", choices=TEMPERATURE_SCALES)
 
     def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            choices = item.metadata.get("choices")
-            if choices and getattr(self, item.name) not in choices:
-                raise ValueError(f"{item.name} must be one of {', '.join(choices)}; got {getattr(self, item.name)!r}")
-        if self.degree < 1:
-            raise ValueError(f"degree must be >= 1, got {self.degree}")
-        if self.temperature < 0 or not math.isfinite(self.temperature):
-            raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
-        if self.local_bandwidth is not None and not self.local_bandwidth > 0:
-            raise ValueError(f"local_bandwidth must be > 0 or None, got {self.local_bandwidth}")
-        if self.local_candidates < 0 or self.local_concentration <= 0:
-            raise ValueError(f"local_candidates must be >= 0 and local_concentration > 0, got {self.local_candidates}, {self.local_concentration}")
-        if self.alpha < 0 or self.kappa < 0:
-            raise ValueError(f"alpha and kappa must be >= 0, got alpha={self.alpha}, kappa={self.kappa}")
-        if self.n_candidates < 1 or self.dirichlet_alpha <= 0 or self.grid_resolution < 1:
-            raise ValueError(f"n_candidates and grid_resolution must be >= 1 and dirichlet_alpha > 0, got {self.n_candidates}, {self.grid_resolution}, {self.dirichlet_alpha}")
+        check_settings(self)
 
     def build(self, dimensions=None, random_state=None, candidates=None) -> "PolynomialScheduler":
         """An unfitted scheduler with these settings (``candidates``: an ``[K, d]`` array to score instead)."""

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_settings, setting
 from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
 from lambda_dpo.config import ConfigError, load_config, with_absolute_paths
 from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda
@@ -34,20 +34,17 @@ class SearcherConfig:
     """Which searcher proposes λ, and its budget."""
 
     name: str = setting("polynomial", help='polynomial (ours) | optuna | random (Dirichlet) | grid', choices=SEARCHERS)
-    num_trials: int = setting(8, help='fine-tunes (λ) in all')
-    max_concurrent: int = setting(2, help='trials at a time')
+    num_trials: int = setting(8, within=AT_LEAST_ONE, help='fine-tunes (λ) in all')
+    max_concurrent: int = setting(2, within=AT_LEAST_ONE, help='trials at a time')
     initial_points: Optional[List[List[float]]] = setting(None, help='default: the m vertices and the centroid (polynomial)')
-    tolerance: float = setting(0.02, help='no λ within this max-norm distance of a taken one is suggested again')
+    tolerance: float = setting(0.02, within=NON_NEGATIVE, help='no λ within this max-norm distance of a taken one is suggested again')
     seed: int = setting(0, help="seed of the searcher (and of schedule.json's candidates)")
-    dirichlet_alpha: float = setting(1.0, help='random')
-    grid_resolution: int = setting(2, help='grid: steps per side of the simplex lattice')
+    dirichlet_alpha: float = setting(1.0, within=POSITIVE, help='random')
+    grid_resolution: int = setting(2, within=AT_LEAST_ONE, help='grid: steps per side of the simplex lattice')
     optuna_sampler: str = setting("tpe", help='optuna: tpe | gp')
 
     def __post_init__(self) -> None:
-        if self.name not in SEARCHERS:
-            raise ValueError(f"searcher.name must be one of {', '.join(SEARCHERS)}; got {self.name!r}")
-        if self.num_trials <= 0 or self.max_concurrent <= 0:
-            raise ValueError("searcher.num_trials and searcher.max_concurrent must be positive")
+        check_settings(self, "searcher")
 
 
 @dataclass
@@ -55,15 +52,14 @@ class ResourcesConfig:
     """What one trial asks of the cluster. On 2 CPUs, 2 trials at a time need a fractional
     driver and workers of 0.9 CPU (whole CPUs each would wait forever)."""
 
-    num_workers: int = setting(1, help='data-parallel Ray Train workers per trial')
+    num_workers: int = setting(1, within=AT_LEAST_ONE, help='data-parallel Ray Train workers per trial')
     use_gpu: bool = setting(False, help='one GPU (or gpus_per_worker) per worker')
-    cpus_per_worker: float = setting(0.9, help='CPUs per Ray Train worker')
-    gpus_per_worker: float = setting(1.0, help='with use_gpu; a fraction packs several trials onto one GPU')
-    driver_cpus: float = setting(0.1, help='the Tune trial that drives the Train run')
+    cpus_per_worker: float = setting(0.9, within=NON_NEGATIVE, help='CPUs per Ray Train worker')
+    gpus_per_worker: float = setting(1.0, within=NON_NEGATIVE, help='with use_gpu; a fraction packs several trials onto one GPU')
+    driver_cpus: float = setting(0.1, within=POSITIVE, help='the Tune trial that drives the Train run')
 
     def __post_init__(self) -> None:
-        if self.num_workers <= 0 or self.cpus_per_worker < 0 or self.driver_cpus <= 0:
-            raise ValueError("resources.num_workers must be positive, cpus_per_worker ≥ 0 and driver_cpus > 0 (Ray rejects 0)")
+        check_settings(self, "resources")  # Ray rejects a driver of 0 CPUs
         if self.use_gpu and not 0 < self.gpus_per_worker:
             raise ValueError(f"resources.gpus_per_worker must be > 0 with use_gpu, got {self.gpus_per_worker}")
         if self.gpus_per_worker > 1 and self.gpus_per_worker != int(self.gpus_per_worker):
@@ -88,23 +84,16 @@ class SweepConfig:
     objective: str = setting("top1_accuracy/mixed", help='final evaluation metric the searcher optimises')
     mode: str = setting("max", help='max or min the objective', choices=("min", "max"))
     lambda_mode: str = setting("fixed", help="fixed: the trial's λ for every example | dirichlet: λ ~ Dir centred on it", choices=LAMBDA_MODES)
-    lambda_concentration: float = setting(20.0, help='dirichlet: α = concentration · λ')
+    lambda_concentration: float = setting(20.0, within=POSITIVE, help='dirichlet: α = concentration · λ')
     searcher: SearcherConfig = setting(default_factory=SearcherConfig, help='')
     scheduler: SchedulerSettings = setting(default_factory=SchedulerSettings, help='')
     resources: ResourcesConfig = setting(default_factory=ResourcesConfig, help='')
-    max_failures: int = setting(2, help='worker-group failures a trial survives, resuming from its checkpoint')
-    keep_checkpoints: int = setting(2, help='Ray Train checkpoints kept per trial')
+    max_failures: int = setting(2, within=NON_NEGATIVE, help='worker-group failures a trial survives, resuming from its checkpoint')
+    keep_checkpoints: int = setting(2, within=AT_LEAST_ONE, help='Ray Train checkpoints kept per trial')
     table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "kl_to_reference"], help='final metrics shown beside the objective in results.csv and the table')
 
     def __post_init__(self) -> None:
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"mode must be min or max, got {self.mode!r}")
-        if self.lambda_mode not in LAMBDA_MODES:
-            raise ValueError(f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}; got {self.lambda_mode!r}")
-        if self.lambda_concentration <= 0:
-            raise ValueError(f"lambda_concentration must be > 0, got {self.lambda_concentration}")
-        if self.max_failures < 0 or self.keep_checkpoints < 1:
-            raise ValueError("max_failures must be ≥ 0 and keep_checkpoints ≥ 1")
+        check_settings(self)
         if self.train.optim.batch_size % self.resources.num_workers:
             raise ValueError(f"train.optim.batch_size {self.train.optim.batch_size} is not divisible by resources.num_workers {self.resources.num_workers}")
         if self.objective.startswith(BENCHMARK_PREFIX) and self.objective not in self.train.benchmarks.metric_names():

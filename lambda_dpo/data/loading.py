@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
-from lambda_dpo.config import setting
+from lambda_dpo.config import AT_LEAST_ONE, POSITIVE, check_settings, setting
 from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, detect_format
 
@@ -155,21 +155,14 @@ class DataConfig:
     split: str = setting("train", help='hub split')
     dimensions: List[str] = setting(default_factory=lambda: list(DEFAULT_DIMENSIONS), help="rating dimensions, in the order of λ's components")
     on_bad_record: str = setting("raise", help='raise | skip', choices=ON_BAD_RECORD)
-    limit: Optional[int] = setting(None, help='keep at most this many examples')
-    target_temperature: float = setting(1.0, help='T of the per-dimension targets softmax(rating / T)')
-    max_prompt_length: int = setting(256, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
-    max_length: int = setting(512, help='tokens of prompt + response; a longer response loses its end')
+    limit: Optional[int] = setting(None, within=AT_LEAST_ONE, help='keep at most this many examples')
+    target_temperature: float = setting(1.0, within=POSITIVE, help='T of the per-dimension targets softmax(rating / T)')
+    max_prompt_length: int = setting(256, within=AT_LEAST_ONE, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
+    max_length: int = setting(512, within=AT_LEAST_ONE, help='tokens of prompt + response; a longer response loses its end')
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"data.format must be one of {', '.join(FORMATS)}; got {self.format!r}")
-        if self.on_bad_record not in ON_BAD_RECORD:
-            raise ValueError(f"data.on_bad_record must be one of {', '.join(ON_BAD_RECORD)}; got {self.on_bad_record!r}")
+        check_settings(self, "data")
         if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
             raise ValueError(f"data.dimensions must be distinct names, got {list(self.dimensions)}")
-        if self.target_temperature <= 0:
-            raise ValueError(f"data.target_temperature must be > 0, got {self.target_temperature}")
         if self.max_length <= self.max_prompt_length:
             raise ValueError(f"data.max_length ({self.max_length}) must exceed data.max_prompt_length ({self.max_prompt_length})")
-        if self.limit is not None and self.limit <= 0:
-            raise ValueError(f"data.limit must be positive, got {self.limit}")

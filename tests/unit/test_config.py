@@ -73,3 +73,58 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"lambda-dpo {__version__}"
+
+
+def declared_ranges(cls, prefix=""):
+    """(dotted key, field type, interval) of every setting with a declared interval, nested configs included."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        kind = hints[item.name]
+        if dataclasses.is_dataclass(kind):
+            yield from declared_ranges(kind, f"{prefix}{item.name}.")
+        elif item.metadata.get("within") is not None:
+            number = float if float in typing.get_args(kind) or kind is float else int
+            yield f"{prefix}{item.name}", number, item.metadata["within"]
+
+
+def outside(number, within):
+    """Values of type ``number`` that ``within`` refuses: just past each finite end, and the non-finite ones."""
+    bad = []
+    if within.low is not None:
+        bad.append(within.low if within.closed in ("right", "neither") else within.low - (1 if number is int else 1e-3))
+    if within.high is not None:
+        bad.append(within.high if within.closed in ("left", "neither") else within.high + (1 if number is int else 1e-3))
+    return [*bad, *(["nan", "inf", "-inf"] if number is float else [])]
+
+
+def sweep_range_cases():
+    from search.sweep_config import SweepConfig
+
+    return [(key, value) for key, number, within in declared_ranges(SweepConfig) for value in outside(number, within)]
+
+
+@pytest.mark.parametrize("key, value", sweep_range_cases())
+def test_every_declared_range_refuses_values_outside_it_and_names_the_key(key, value):
+    """One declared interval per numeric setting is the whole rule (NaN and ±inf never pass):
+    loss.beta=nan and optim.learning_rate=-1 used to pass the config check and fail mid-run."""
+    from search.sweep_config import load_sweep_config
+
+    leaf = ".".join(key.split(".")[-2:]) if key.count(".") >= 2 else key.split(".")[-1]
+    with pytest.raises(ConfigError, match=rf"{leaf.replace('.', '[.]')} must be"):
+        load_sweep_config("configs/sweep/tiny.yaml", [f"{key}={value}"])
+
+
+def test_there_are_many_declared_ranges_and_the_train_loop_ones_are_among_them():
+    keys = {key for key, _ in sweep_range_cases()}
+    assert {"train.loss.beta", "train.optim.learning_rate", "train.optim.warmup_ratio", "scheduler.temperature"} <= keys
+    assert len(sweep_range_cases()) >= 100
+
+
+def test_intervals_say_what_they_hold():
+    from lambda_dpo.config import AT_LEAST_ONE, POSITIVE, Interval
+
+    assert (str(POSITIVE), str(AT_LEAST_ONE), str(Interval(0, 1, "left"))) == ("> 0", "≥ 1", "in [0, 1)")
+    assert 0 not in POSITIVE and 1e-9 in POSITIVE and 1 in Interval(0, 1) and 1 not in Interval(0, 1, "left")
