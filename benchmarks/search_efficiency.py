@@ -169,7 +169,6 @@ def run_one(task) -> dict:
     """One searcher on one landscape instance: the regret after every trial."""
     spec, searcher_name, seed, budget, scheduler_overrides = task
     import optuna
-    import torch
     from ray.tune.search import Searcher
 
     from search.searcher import trial_lambda

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ import torch
 from torch import Tensor
 
 from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, check_settings, setting
+from lambda_dpo import checkpoints
+from lambda_dpo.checkpoints import checkpoint_dirs, latest_checkpoint, load_training_state, rng_state, set_rng_state
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
 from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
@@ -61,7 +62,6 @@ from lambda_dpo.modeling import (
 from lambda_dpo.objective import PAIRWISE_LOSSES, LossConfig, compute_objective, pairwise_batch
 from lambda_dpo.reporting import Reporter, track
 
-TRAINING_STATE = "training_state.pt"
 GENERATIONS = "generations.jsonl"  # per-prompt greedy responses and scores of the final evaluation (eval.generate)
 ON_NONFINITE = ("raise", "skip")
 
@@ -226,21 +226,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def make_optimizer(model, optim: OptimConfig, *, learning_rate: float | None = None, total_steps: int | None = None):
     from transformers import get_cosine_schedule_with_warmup
 
@@ -251,32 +236,10 @@ def make_optimizer(model, optim: OptimConfig, *, learning_rate: float | None = N
     return optimizer, scheduler
 
 
-def checkpoint_step(name: str) -> int:
-    """N of a ``step-N`` checkpoint directory name, -1 for any other name (``step-N.partial``)."""
-    prefix, _, number = name.rpartition("-")
-    return int(number) if prefix == "step" and number.isdigit() else -1
-
-
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first; a ``step-N.partial`` left by a kill mid-save is not one."""
-    found = [p for p in (run_dir / "checkpoints").glob("step-*") if checkpoint_step(p.name) >= 0 and (p / TRAINING_STATE).exists()]
-    return sorted(found, key=lambda p: checkpoint_step(p.name))
-
-
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, config: TrainConfig) -> Path:
-    """Weights (safetensors), optimizer/scheduler/RNG state and config; written then renamed."""
-    final = run_dir / "checkpoints" / f"step-{step}"
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
-    torch.save(state, partial / TRAINING_STATE)
-    save_config(config, partial)
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    for old in checkpoint_dirs(run_dir)[: -config.keep_checkpoints]:
-        shutil.rmtree(old)
-    return final
+    """``checkpoints/step-N``: weights, optimizer/scheduler/RNG state and config (lambda_dpo.checkpoints)."""
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+    return checkpoints.save_checkpoint(run_dir, step, model, state, lambda directory: save_config(config, directory), keep=config.keep_checkpoints)
 
 
 # ----------------------------------------------------------------------------- the run's set-up
@@ -584,7 +547,7 @@ def train(
 
 def restore_training_state(checkpoint: Path, optimizer, scheduler) -> int:
     """Optimizer, scheduler and RNG state of ``checkpoint``; returns its step."""
-    state = torch.load(Path(checkpoint) / TRAINING_STATE, map_location="cpu", weights_only=False)
+    state = load_training_state(checkpoint)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
@@ -747,15 +710,13 @@ class _NullReporter:
         pass
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = checkpoint_dirs(Path(run_dir))
-    return found[-1] if found else None
-
-
 def load_checkpoint_config(checkpoint: Path) -> TrainConfig:
-    if not (Path(checkpoint) / "config.yaml").exists():
+    """The config saved in ``checkpoint``; anything but a checkpoint directory is refused before a
+    file is read or written (a run directory also holds a config.yaml)."""
+    checkpoint = checkpoints.require_checkpoint(checkpoint)
+    if not (checkpoint / "config.yaml").exists():
         raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.yaml)")
-    return load_config(TrainConfig, Path(checkpoint) / "config.yaml")
+    return load_config(TrainConfig, checkpoint / "config.yaml")
 
 
 def load_checkpoint_policy(checkpoint: str | Path, *, reference: bool = False):

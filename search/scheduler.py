@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

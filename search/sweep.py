@@ -23,7 +23,9 @@ import os
 from pathlib import Path
 
 from lambda_dpo.config import save_config
-from lambda_dpo.train import TRAINING_STATE, TrainConfig, checkpoint_step, latest_checkpoint, train
+from lambda_dpo.checkpoints import TRAINING_STATE, checkpoint_problem, checkpoint_step, latest_checkpoint
+from lambda_dpo.console import logger
+from lambda_dpo.train import TrainConfig, train
 from search.searcher import trial_lambda
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
 
@@ -194,10 +196,15 @@ class RayTrainReporter:
 
 def resume_point(ray_checkpoint_path: str | None, ray_copy: str | Path | None, run_dir: Path) -> Path | None:
     """The newer of Ray's checkpoint (stored as ``…/step-N``, read from ``ray_copy``, which may be
-    a download directory of any name) and the run directory's own latest complete checkpoint."""
+    a download directory of any name) and the run directory's own newest checkpoint that verifies;
+    a damaged one is named in a warning and passed over (lambda_dpo.checkpoints)."""
     found = []
     if ray_copy is not None and (Path(ray_copy) / TRAINING_STATE).exists():
-        found.append((checkpoint_step(Path(ray_checkpoint_path).name), Path(ray_copy)))
+        problem = checkpoint_problem(Path(ray_copy))
+        if problem is None:
+            found.append((checkpoint_step(Path(ray_checkpoint_path).name), Path(ray_copy)))
+        else:
+            logger.warning(f"Ray's checkpoint {ray_checkpoint_path} is damaged ({problem}); falling back to the run directory's")
     local = latest_checkpoint(run_dir)
     if local is not None:
         found.append((checkpoint_step(local.name), local))

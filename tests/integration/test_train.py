@@ -180,6 +180,24 @@ def test_starting_over_a_run_with_checkpoints_is_refused(tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
 
 
+def test_resume_passes_over_a_damaged_newest_checkpoint_and_ends_like_an_uninterrupted_run(tmp_path, capsys):
+    """A truncated model.safetensors in the newest checkpoint used to end `train --resume` with a
+    SafetensorError while the checkpoint before it was intact."""
+    overrides = [*SMALL, "optim.max_steps=4", "save_every=2", "sft.steps=0"]
+    assert main(["train", TINY, *overrides, f"output_dir={tmp_path / 'whole'}"]) == 0
+    assert main(["train", TINY, *overrides, f"output_dir={tmp_path / 'run'}"]) == 0
+    weights = tmp_path / "run" / "checkpoints" / "step-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    assert "step-4 is damaged (model.safetensors has 100 bytes" in err and "resuming from step-2" in out
+    resumed = json.loads((tmp_path / "run" / "eval.json").read_text())["metrics"]
+    whole = json.loads((tmp_path / "whole" / "eval.json").read_text())["metrics"]
+    assert resumed["loss"] == pytest.approx(whole["loss"], abs=1e-5)
+    assert latest_checkpoint(tmp_path / "run").name == "step-4"
+
+
 # ----------------------------------------------------------------------------- the reference
 
 

@@ -67,13 +67,3 @@ def test_eval_lambda_defaults_to_the_centroid_and_is_validated():
     assert EvalConfig().mixed_lambda(4).tolist() == [0.25] * 4
     with pytest.raises(ValueError, match="eval.weights"):
         EvalConfig(weights=[0.5, 0.6]).mixed_lambda(2)
-
-
-def test_a_half_written_checkpoint_is_not_a_checkpoint(tmp_path):
-    from lambda_dpo.train import TRAINING_STATE, checkpoint_dirs
-
-    for name in ("step-5", "step-10.partial", "step-20"):
-        (tmp_path / "checkpoints" / name).mkdir(parents=True)
-        (tmp_path / "checkpoints" / name / TRAINING_STATE).write_bytes(b"")
-    (tmp_path / "checkpoints" / "step-30").mkdir()  # no training state yet
-    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-5", "step-20"]

@@ -111,7 +111,7 @@ def test_sweep_command_refuses_overrides_with_resume(capsys, tmp_path):
 
 
 def test_resume_point_is_the_newer_of_rays_copy_and_the_run_directorys_checkpoint(tmp_path):
-    from lambda_dpo.train import TRAINING_STATE
+    from lambda_dpo.checkpoints import TRAINING_STATE
     from search.sweep import resume_point
 
     def checkpoint(path):
@@ -127,3 +127,30 @@ def test_resume_point_is_the_newer_of_rays_copy_and_the_run_directorys_checkpoin
     assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == download
     (run_dir / "checkpoints" / "step-250.partial").mkdir()  # a save cut short is not a checkpoint
     assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == download
+
+
+def test_a_trial_restore_passes_over_a_damaged_checkpoint(tmp_path, caplog):
+    """A damaged newest checkpoint (Ray's copy or the run directory's) used to kill the trial's resume."""
+    import logging
+
+    from lambda_dpo.checkpoints import write_manifest
+    from search.sweep import resume_point
+
+    def checkpoint(path, step):
+        path.mkdir(parents=True)
+        (path / "adapter_model.safetensors").write_bytes(b"weights" * 10)
+        (path / "training_state.pt").write_bytes(b"state")
+        write_manifest(path, step=step, finite=True)
+        return path
+
+    run_dir = tmp_path / "run"
+    older = checkpoint(run_dir / "checkpoints" / "step-100", 100)
+    newer = checkpoint(run_dir / "checkpoints" / "step-150", 150)
+    download = checkpoint(tmp_path / "tmp8f3k2", 200)
+    (download / "adapter_model.safetensors").write_bytes(b"weights")  # cut short in the upload
+    with caplog.at_level(logging.WARNING, logger="lambda_dpo"):
+        assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == newer
+        (newer / "adapter_model.safetensors").write_bytes(b"garbage" * 10)
+        assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == older
+    assert "step-200 is damaged (adapter_model.safetensors has 7 bytes" in caplog.text
+    assert f"checkpoint {newer} is damaged (adapter_model.safetensors does not match its SHA-256" in caplog.text
