@@ -62,6 +62,7 @@ def print_checks(console, lines) -> None:
 def command_train(args) -> int:
     from transformers.utils import logging as hf_logging
 
+    from lambda_dpo.run_lock import run_lock
     from lambda_dpo.train import TrainConfig, latest_checkpoint, load_train_config, train
 
     hf_logging.disable_progress_bar()
@@ -85,18 +86,19 @@ def command_train(args) -> int:
         console.print(f"train config valid; the run would write to {config.output_dir}")
         return 0
     run_dir = Path(config.output_dir)
-    console.print(f"run directory: {run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
-    reporter = Reporters(
-        [
-            JsonlReporter(run_dir / "metrics.jsonl"),
-            TensorBoardReporter(run_dir / "tensorboard"),
-            ProgressReporter(None if config.optim.epochs else config.optim.max_steps, console=console),
-        ]
-    )
-    try:
-        result = train(config, reporter=reporter, resume_from=checkpoint)
-    finally:
-        reporter.close()
+    with run_lock(run_dir):  # a second run in the same directory fails here, before it writes anything
+        console.print(f"run directory: {run_dir}" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
+        reporter = Reporters(
+            [
+                JsonlReporter(run_dir / "metrics.jsonl"),
+                TensorBoardReporter(run_dir / "tensorboard"),
+                ProgressReporter(None if config.optim.epochs else config.optim.max_steps, console=console),
+            ]
+        )
+        try:
+            result = train(config, reporter=reporter, resume_from=checkpoint)
+        finally:
+            reporter.close()
     console.print(metrics_table(result.metrics, title=f"held-out evaluation ({run_dir / 'eval.json'})"))
     if config.benchmarks.enabled:
         console.print(benchmark_table(result.metrics, title="lm-eval benchmarks of the final policy"))

@@ -20,21 +20,47 @@ class Reporter(Protocol):
 
 
 class JsonlReporter:
-    """Appends one JSON line per report (``metrics.jsonl`` next to the run)."""
+    """Appends one JSON line per report (``metrics.jsonl`` next to the run).
+
+    A resumed run repeats the steps after its checkpoint: its first report drops the rows an
+    earlier process logged from that step on, so each step is logged once."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.started = False
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def report(self, metrics, *, step, checkpoint=None):
+        if not self.started:
+            self.started = True
+            self._drop_rows_from(step)
         row = {"step": step, **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}}
         if checkpoint is not None:
             row["checkpoint"] = str(checkpoint)
         with self.path.open("a") as stream:
             stream.write(json.dumps(row) + "\n")
 
+    def _drop_rows_from(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _logged_step(line) < step]
+        if len(kept) < len(lines):
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_text("".join(kept))
+            partial.replace(self.path)
+
     def close(self):
         pass
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line (-inf for a line that cannot be read: kept, never lost)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return float("-inf")
+    return step if isinstance(step, (int, float)) else float("-inf")
 
 
 class TensorBoardReporter:

@@ -196,6 +196,8 @@ def test_resume_passes_over_a_damaged_newest_checkpoint_and_ends_like_an_uninter
     whole = json.loads((tmp_path / "whole" / "eval.json").read_text())["metrics"]
     assert resumed["loss"] == pytest.approx(whole["loss"], abs=1e-5)
     assert latest_checkpoint(tmp_path / "run").name == "step-4"
+    logged = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == sorted(set(logged))  # steps 3 and 4 logged once, though trained twice
 
 
 # ----------------------------------------------------------------------------- the reference
