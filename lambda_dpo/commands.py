@@ -11,7 +11,7 @@ from rich.table import Table
 
 from lambda_dpo.config import load_config
 from lambda_dpo.console import make_console
-from lambda_dpo.lambdas import parse_numbers
+from lambda_dpo.lambdas import parse_numbers, validate_lambda
 from lambda_dpo.reporting import JsonlReporter, ProgressReporter, Reporters, TensorBoardReporter
 
 SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "kl_to_reference", "length_bias", "eval/", "verifiable/", "generation/")
@@ -106,6 +106,17 @@ def command_train(args) -> int:
     return 0
 
 
+def checked_lambda(checkpoint: Path, text: str | None) -> tuple[list[str], list[float] | None]:
+    """The dimensions of ``checkpoint`` and its command's ``--lambda`` checked against them, before
+    anything is loaded or written (anything but a checkpoint directory is refused here)."""
+    from lambda_dpo.train import load_checkpoint_config
+
+    dimensions = list(load_checkpoint_config(checkpoint).data.dimensions)
+    if text is None:
+        return dimensions, None
+    return dimensions, validate_lambda(parse_numbers(text, name="--lambda"), len(dimensions), name="--lambda").tolist()
+
+
 def command_evaluate(args) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -114,7 +125,7 @@ def command_evaluate(args) -> int:
     hf_logging.disable_progress_bar()
     console = make_console()
     checkpoint = Path(args.checkpoint)
-    eval_lambda = parse_numbers(args.eval_lambda, name="--lambda") if args.eval_lambda else None
+    dimensions, eval_lambda = checked_lambda(checkpoint, args.eval_lambda)
     if args.steerability and eval_lambda is not None:
         raise ValueError("--steerability evaluates at every vertex and the centroid; leave --lambda out")
     if args.generate:
@@ -125,7 +136,7 @@ def command_evaluate(args) -> int:
     with console.status(f"evaluating {checkpoint}"):
         evaluate = checkpoint_evaluator(checkpoint, data=args.data)
         if args.steerability:
-            result = steerability_of(evaluate, load_checkpoint_config(checkpoint).data.dimensions)
+            result = steerability_of(evaluate, dimensions)
         else:
             metrics = evaluate(eval_lambda)
     if args.steerability:
@@ -275,7 +286,7 @@ def command_generate(args) -> int:
     from lambda_dpo.generate import Generator
 
     hf_logging.disable_progress_bar()
-    weights = parse_numbers(args.eval_lambda, name="--lambda") if args.eval_lambda else None
+    _, weights = checked_lambda(Path(args.checkpoint), args.eval_lambda)
     generator = Generator(args.checkpoint)
     for prompt in args.prompts:
         print(generator(prompt, weights=weights, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed))

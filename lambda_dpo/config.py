@@ -61,6 +61,7 @@ def load_config(
                 # Under everything found so far: a base file's own keys override the ones it names.
                 layers.insert(0, _nested(node, read_yaml(base)))
         for layer in layers:
+            check_sections(cls, layer, where)
             merged = OmegaConf.merge(merged, layer)
         return map_path_fields(OmegaConf.to_object(merged), shipped_path)
     except OmegaConfBaseException as error:
@@ -119,14 +120,36 @@ def read_yaml(path: str | Path):
         raise ConfigError(f"config file not found: {path}")
     try:
         loaded = OmegaConf.load(path)
+    except OSError as error:  # OmegaConf's "Invalid loaded object type" for a scalar document
+        raise ConfigError(f"{path}: a config file must be a mapping of keys (key: value lines), not a single value ({error})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if loaded is None or (OmegaConf.is_dict(loaded) and not loaded):  # all defaults would train on the hub's UltraFeedback
+        raise ConfigError(f"{path}: the config file is empty; write the keys to set (`lambda-dpo config show` lists them)")
     if not OmegaConf.is_dict(loaded):
         raise ConfigError(f"{path}: a config file must be a mapping of keys (key: value lines), not a {type(OmegaConf.to_container(loaded)).__name__}")
     return loaded
+
+
+def check_sections(cls, layer, where: str, prefix: str = "") -> None:
+    """A ConfigError naming the key where ``layer`` gives a plain value to a section (``optim: 3``),
+    which OmegaConf reports without the key."""
+    import typing
+
+    if not dataclasses.is_dataclass(cls) or not OmegaConf.is_dict(layer):
+        return
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        kind = hints.get(item.name)
+        if not dataclasses.is_dataclass(kind) or item.name not in layer:
+            continue
+        value = layer[item.name]
+        if value is not None and not OmegaConf.is_dict(value):
+            raise ConfigError(f"{where}: key {prefix + item.name!r} is a section: give it keys (e.g. {prefix + item.name}.<key>: …), not {value!r}")
+        check_sections(kind, value, where, f"{prefix}{item.name}.")
 
 
 def _nested(node: str, value):

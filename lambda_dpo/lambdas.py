@@ -28,17 +28,39 @@ def validate_lambda(values: Sequence[float] | np.ndarray, num_dimensions: int, *
     Raises ValueError naming ``name`` and the problem: wrong length, non-finite or negative
     components, or a sum that is not 1 within 1e-6.
     """
-    array = np.asarray(values, dtype=float)
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {num_dimensions} numbers, got {preview(values)}") from None
     if array.ndim != 1 or array.shape[0] != num_dimensions:
-        raise ValueError(f"{name} must have {num_dimensions} components (one per dimension), got {array.tolist()}")
+        raise ValueError(f"{name} must have {num_dimensions} components (one per dimension), got {preview(array.tolist())}")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} has non-finite components: {array.tolist()}")
+        raise ValueError(f"{name} has non-finite components: {offending(array, ~np.isfinite(array))}")
     if np.any(array < 0):
-        raise ValueError(f"{name} has negative components: {array.tolist()}")
+        raise ValueError(f"{name} has negative components: {offending(array, array < 0)}")
     total = float(array.sum())
     if abs(total - 1.0) > SIMPLEX_TOLERANCE:
-        raise ValueError(f"{name} sums to {total:.9g}, must sum to 1 (within {SIMPLEX_TOLERANCE:g}): {array.tolist()}")
+        raise ValueError(f"{name} sums to {total:.9g}, must sum to 1 (within {SIMPLEX_TOLERANCE:g}): {preview(array.tolist())}")
     return array
+
+
+SHOWN_ENTRIES = 6  # an error about a 2,000-entry array shows this many, and a count
+
+
+def preview(values) -> str:
+    """``values`` for an error message: all of a short list, else its first entries and its length."""
+    if isinstance(values, (list, tuple)) and len(values) > SHOWN_ENTRIES:
+        return f"[{', '.join(map(str, values[:SHOWN_ENTRIES]))}, …] ({len(values)} entries)"
+    return repr(values) if isinstance(values, str) else str(values)
+
+
+def offending(array: np.ndarray, bad: np.ndarray) -> str:
+    """The bad entries of ``array`` as ``[index]=value`` (the first few, and how many in all)."""
+    where = np.flatnonzero(bad)
+    if len(array) <= SHOWN_ENTRIES:
+        return str(array.tolist())
+    shown = ", ".join(f"[{i}]={array[i]:g}" for i in where[:SHOWN_ENTRIES])
+    return shown + (f", … ({len(where)} of {len(array)} entries)" if len(where) > SHOWN_ENTRIES else f" ({len(where)} of {len(array)} entries)")
 
 
 def validate_lambdas(rows: np.ndarray, num_dimensions: int, *, name: str = "lambdas") -> np.ndarray:
@@ -145,6 +167,8 @@ class Schedule:
 
 def parse_schedule(payload: dict, *, source: str = "schedule") -> Schedule:
     """Validate the shared keys of a schedule JSON document (one format for writer and readers)."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"{source}: not a lambda-dpo schedule (a JSON {type(payload).__name__}, expected an object)")
     if payload.get("format") != SCHEDULE_FORMAT:
         raise ValueError(f"{source}: not a lambda-dpo schedule (format is {payload.get('format')!r}, expected {SCHEDULE_FORMAT!r})")
     if payload.get("version") != SCHEDULE_VERSION:
@@ -152,9 +176,14 @@ def parse_schedule(payload: dict, *, source: str = "schedule") -> Schedule:
     for key in ("dimensions", "candidates", "probabilities"):
         if key not in payload:
             raise ValueError(f"{source}: missing key {key!r}")
+    if not isinstance(payload["dimensions"], list) or not all(isinstance(name, str) for name in payload["dimensions"]):
+        raise ValueError(f"{source}: dimensions must be a list of names, got {preview(payload['dimensions'])}")
     dimensions = tuple(payload["dimensions"])
-    candidates = validate_lambdas(np.asarray(payload["candidates"], dtype=float), len(dimensions), name=f"{source}: candidates")
-    probabilities = np.asarray(payload["probabilities"], dtype=float)
+    try:
+        candidates, probabilities = (np.asarray(payload[key], dtype=float) for key in ("candidates", "probabilities"))
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: candidates must be a list of λ (lists of {len(dimensions)} numbers) and probabilities a list of numbers") from None
+    candidates = validate_lambdas(candidates, len(dimensions), name=f"{source}: candidates")
     if probabilities.shape != (len(candidates),):
         raise ValueError(f"{source}: {len(candidates)} candidates but {probabilities.shape[0] if probabilities.ndim else 0} probabilities")
     validate_lambda(probabilities, len(candidates), name=f"{source}: probabilities")
@@ -168,8 +197,8 @@ def read_schedule(path: str | Path) -> Schedule:
         payload = json.loads(path.read_text())
     except FileNotFoundError as error:
         raise FileNotFoundError(f"schedule file not found: {path}") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
     return parse_schedule(payload, source=str(path))
 
 
@@ -289,6 +318,16 @@ def _named_sampler(config: LambdaConfig, dimensions: Sequence[str]) -> LambdaSam
     if tuple(schedule.dimensions) != tuple(dimensions):
         raise ValueError(f"schedule {config.schedule} is over dimensions {list(schedule.dimensions)}, the data has {list(dimensions)}")
     return ScheduledSampler(schedule.candidates, schedule.probabilities)
+
+
+def weighted_dimensions(config: LambdaConfig, num_dimensions: int) -> np.ndarray:
+    """``[m]`` bool: the dimensions the sampler can give weight to (a fixed λ's positive entries,
+    a fixed vertex; every dimension for the samplers that draw)."""
+    if config.sampler == "fixed" and config.weights is not None:
+        return np.asarray(config.weights, dtype=float) > 0
+    if config.sampler == "vertices" and config.vertex is not None:
+        return np.arange(num_dimensions) == config.vertex
+    return np.ones(num_dimensions, dtype=bool)
 
 
 def lambdas_for_examples(sampler: LambdaSampler, example_keys: Sequence[int], *, seed: int, epoch: int = 0) -> np.ndarray:

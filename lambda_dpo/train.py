@@ -40,8 +40,9 @@ from lambda_dpo.data.loading import DataConfig, load_examples
 from lambda_dpo.data.records import ListwiseExample
 from lambda_dpo.distributed import data_parallel, global_sum, gradient_sync, on_rank_zero, rank_and_world, rank_zero_first
 from lambda_dpo.evaluate import EvalConfig, evaluate_policy
-from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, validate_lambda
+from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, validate_lambda, weighted_dimensions
 from lambda_dpo.loss import mixed_target
+from lambda_dpo.preferences import MIN_RATED_RESPONSES
 from lambda_dpo.metrics import peak_memory_mb
 from lambda_dpo.modeling import (
     ModelConfig,
@@ -169,17 +170,37 @@ def rekey(examples: list[ListwiseExample]) -> list[ListwiseExample]:
 
 
 def load_datasets(config: TrainConfig) -> tuple[list[ListwiseExample], list[ListwiseExample]]:
+    """The training and held-out examples; skipped records are reported, and training data that
+    carries no preference under the run's λ is refused before anything else happens."""
     data = config.data
-    options = dict(dimensions=data.dimensions, format=data.format, on_bad_record=data.on_bad_record)
-    examples, _ = load_examples(data.source, split=data.split, limit=data.limit, **options)
+    options = dict(dimensions=data.dimensions, format=data.format, on_bad_record=data.on_bad_record, rating_scale=data.rating_scale)
+    examples, report = load_examples(data.source, split=data.split, limit=data.limit, **options)
+    reports = [report]
     if config.eval.source is None:
         train_examples, eval_examples = split_examples(examples, config.eval)
     else:
         train_examples = examples
-        eval_examples, _ = load_examples(config.eval.source, split=config.eval.split, limit=config.eval.limit, **options)
+        eval_examples, eval_report = load_examples(config.eval.source, split=config.eval.split, limit=config.eval.limit, **options)
+        reports.append(eval_report)
+    for loaded in reports:
+        if loaded.skipped:
+            logger.warning(loaded.summary())
     if config.eval.limit is not None:
         eval_examples = eval_examples[: config.eval.limit]
+    check_signal(train_examples, config)
     return rekey(train_examples), rekey(eval_examples)
+
+
+def check_signal(examples: list[ListwiseExample], config: TrainConfig) -> None:
+    """Refuse training data in which no prompt has two rated responses in a dimension the run's λ
+    weights: the loss would be zero at every step (a no-op run that exits as if it had trained)."""
+    in_play = weighted_dimensions(config.lambdas, len(config.data.dimensions))
+    rated = np.stack([(~np.isnan(e.ratings)).sum(axis=1) >= MIN_RATED_RESPONSES for e in examples])  # [n, m]
+    if (rated & in_play).any():
+        return
+    counts = ", ".join(f"{name} {int(rated[:, k].sum())}" + ("" if in_play[k] else " (λ weight 0)") for k, name in enumerate(config.data.dimensions))
+    raise ValueError(f"{config.data.source}: no training prompt can be ranked under the run's λ: none of {len(examples)} has "
+                     f"{MIN_RATED_RESPONSES} rated responses in a dimension λ weights (prompts with {MIN_RATED_RESPONSES}+ rated, by dimension: {counts})")
 
 
 def encode(examples: list[ListwiseExample], tokenizer, data: DataConfig, *, name: str = "data") -> list[EncodedExample]:
@@ -746,7 +767,7 @@ def checkpoint_setup(checkpoint: Path, *, data: str | None = None) -> tuple[RunS
     if data is None:
         examples, cache_name = load_datasets(config)[1], "eval"
     else:
-        options = dict(dimensions=config.data.dimensions, format="auto", on_bad_record=config.data.on_bad_record)
+        options = dict(dimensions=config.data.dimensions, format="auto", on_bad_record=config.data.on_bad_record, rating_scale=config.data.rating_scale)
         examples, cache_name = rekey(load_examples(data, **options)[0]), "eval-" + fingerprint(data)
     return prepare_run(config, run_dir, resolve_device(config.model.device), _NullReporter(), {"eval": examples}), cache_name
 

@@ -30,7 +30,10 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
-    return pd.read_csv(path)
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable CSV table ({str(error).strip().splitlines()[0]})") from None
 
 
 def lambda_columns(table: pd.DataFrame, path, dimensions: list[str] | None, *, exclude: tuple[str, ...] = ()) -> tuple[list[str], np.ndarray]:

@@ -380,6 +380,15 @@ class PolynomialScheduler(BaseEstimator):
     @classmethod
     def from_dict(cls, payload: dict, *, source: str = "schedule") -> "PolynomialScheduler":
         schedule = parse_schedule(payload, source=source)
+        try:
+            return cls._fitted_from(payload, schedule)
+        except KeyError as error:
+            raise ValueError(f"{source}: a fitted schedule needs the key {error.args[0]!r}, which is missing") from None
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: a fitted schedule's settings or model are malformed ({error})") from None
+
+    @classmethod
+    def _fitted_from(cls, payload: dict, schedule) -> "PolynomialScheduler":
         params = dict(payload["scheduler"])
         if params.get("candidates") == "given":
             params["candidates"] = schedule.candidates
@@ -408,7 +417,11 @@ class PolynomialScheduler(BaseEstimator):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"schedule file not found: {path}")
-        return cls.from_dict(json.loads(path.read_text()), source=str(path))
+        try:
+            payload = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_dict(payload, source=str(path))
 
 
 __all__ = ["DEFAULTS", "PRESETS", "effective_sample_size", "PolynomialScheduler", "SchedulerSettings", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]

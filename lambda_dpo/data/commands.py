@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lambda_dpo.data.loading import FORMATS, ON_BAD_RECORD, load_examples
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS
+from lambda_dpo.lambdas import parse_numbers
 from lambda_dpo.preferences import MIN_RATED_RESPONSES
 
 
@@ -18,7 +19,8 @@ def command_check(args) -> int:
     dimensions = args.dimensions.split(",") if args.dimensions else list(DEFAULT_DIMENSIONS)
     with console.status(f"loading {args.source}"):
         examples, report = load_examples(
-            args.source, dimensions=dimensions, format=args.format, split=args.split, on_bad_record=args.on_bad_record, limit=args.limit
+            args.source, dimensions=dimensions, format=args.format, split=args.split, on_bad_record=args.on_bad_record, limit=args.limit,
+            rating_scale=parse_numbers(args.rating_scale, name="--rating-scale") if args.rating_scale is not None else None,
         )
     console.print(report.summary())
     counts = np.bincount([e.num_responses for e in examples])
@@ -114,6 +116,7 @@ def add_data_parser(subparsers) -> None:
     check.add_argument("--dimensions", help=f"comma-separated (default: {','.join(DEFAULT_DIMENSIONS)})")
     check.add_argument("--on-bad-record", choices=ON_BAD_RECORD, default="raise")
     check.add_argument("--limit", type=int)
+    check.add_argument("--rating-scale", metavar="LOW,HIGH", help="every rating must lie in [LOW, HIGH] (default: UltraFeedback 1,5; listwise any finite number)")
     check.set_defaults(handler=command_check)
     synthesize = actions.add_parser("synthesize", help="write the embedded synthetic dataset (UltraFeedback schema) as JSONL")
     synthesize.add_argument("--num-prompts", type=int, default=4000)

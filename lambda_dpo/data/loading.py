@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
 from lambda_dpo.config import AT_LEAST_ONE, POSITIVE, check_settings, setting
 from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
-from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, detect_format
+from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, check_rating_scale, detect_format
 
 LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 ON_BAD_RECORD = ("raise", "skip")
@@ -53,32 +54,68 @@ def local_files(source: str) -> list[Path]:
     return []
 
 
-def _read_json_lines(path: Path) -> list[dict]:
-    text = path.read_text()
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        return json.loads(text)
+def _read_json_lines(path: Path) -> list:
+    """The records of a JSON-lines file, one per non-blank line; a line that is not UTF-8 or not
+    JSON becomes a BadRecordError in its place (raised or skipped by ``on_bad_record``)."""
+    raw = path.read_bytes()
+    if path.suffix == ".json" and raw.lstrip().startswith(b"["):
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a valid JSON array of records ({error})") from None
     records = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error})") from None
+    for line_number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path.name}:{line_number}"
+        try:
+            records.append(json.loads(line.decode("utf-8")))
+        except UnicodeDecodeError as error:
+            records.append(BadRecordError(where, "(line)", f"is not UTF-8 text (byte {line[error.start]:#04x} at column {error.start + 1})"))
+        except json.JSONDecodeError as error:
+            records.append(BadRecordError(where, "(line)", f"is not valid JSON ({error})"))
     return records
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for _ in iter(lambda: handle.read(1 << 24), ""):
+                pass
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _holds_no_records(path: Path) -> bool:
+    if path.suffix == ".parquet":
+        return path.stat().st_size == 0
+    with open(path, "rb") as handle:
+        return not any(line.strip() for line in handle)
 
 
 def _records_of_file(path: Path) -> Iterable[dict]:
     from datasets import load_dataset
     from datasets.exceptions import DatasetGenerationError
 
+    if _holds_no_records(path):
+        raise ValueError(f"{path}: the file is empty; it holds no records")
+    if LOCAL_BUILDERS[path.suffix] == "json" and not _is_utf8(path):
+        return _read_json_lines(path)  # Arrow would fail midway; line by line names the bad line
+    datasets_logger = logging.getLogger("datasets")
+    level = datasets_logger.level
+    datasets_logger.setLevel(logging.CRITICAL)  # its "Failed to load JSON" traceback: we name the bad line below
     try:
         return load_dataset(LOCAL_BUILDERS[path.suffix], data_files=str(path), split="train")
-    except DatasetGenerationError:
+    except DatasetGenerationError as error:
         if LOCAL_BUILDERS[path.suffix] != "json":
-            raise
+            cause = error.__cause__ or error
+            raise ValueError(f"{path}: not a readable {path.suffix[1:]} file ({str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__})") from None
         # Arrow needs one schema per file; a file whose records disagree in type (exactly the bad
         # records we want to name) is read line by line so the parser can say which one is wrong.
         return _read_json_lines(path)
+    finally:
+        datasets_logger.setLevel(level)
 
 
 def iter_raw_records(source: str, *, split: str = "train") -> Iterator[tuple[str, dict, Sequence[str]]]:
@@ -94,7 +131,7 @@ def iter_raw_records(source: str, *, split: str = "train") -> Iterator[tuple[str
     if files:
         for path in files:
             records = _records_of_file(path)
-            columns = list(records.column_names) if hasattr(records, "column_names") else sorted({k for r in records for k in r})
+            columns = list(records.column_names) if hasattr(records, "column_names") else sorted({k for r in records if isinstance(r, dict) for k in r})
             for index, record in enumerate(records):
                 yield f"{path.name}[{index}]", record, columns
         return
@@ -113,6 +150,7 @@ def load_examples(
     split: str = "train",
     on_bad_record: str = "raise",
     limit: int | None = None,
+    rating_scale: Sequence[float] | None = None,
 ) -> tuple[list[ListwiseExample], LoadReport]:
     """Read, validate and convert records into listwise examples.
 
@@ -122,11 +160,14 @@ def load_examples(
     on_bad_record: ``raise`` stops at the first bad record with a message naming it and the
         field; ``skip`` leaves it out and counts it in the report.
     limit: keep at most this many good examples.
+    rating_scale: ``[low, high]`` every rating must lie in (default: UltraFeedback's 1–5 for that
+        format, any finite number for listwise data).
     """
     if on_bad_record not in ON_BAD_RECORD:
         raise ValueError(f"on_bad_record must be one of {ON_BAD_RECORD}, got {on_bad_record!r}")
     if format not in FORMATS:
         raise ValueError(f"data format must be one of {FORMATS}, got {format!r}")
+    check_rating_scale(rating_scale, name="rating_scale")
     examples: list[ListwiseExample] = []
     report = LoadReport(source=source, format=format)
     for record_id, record, columns in iter_raw_records(source, split=split):
@@ -134,7 +175,9 @@ def load_examples(
             report.format = detect_format(columns)
         report.num_records += 1
         try:
-            examples.append(PARSERS[report.format](record, key=len(examples), record_id=record_id, dimensions=dimensions))
+            if isinstance(record, BadRecordError):  # a line that could not be read as a record
+                raise record
+            examples.append(PARSERS[report.format](record, key=len(examples), record_id=record_id, dimensions=dimensions, scale=rating_scale))
         except BadRecordError as error:
             if on_bad_record == "raise":
                 raise
@@ -142,7 +185,8 @@ def load_examples(
         if limit is not None and len(examples) >= limit:
             break
     if not examples:
-        raise ValueError(f"{source}: no usable records ({report.summary()})")
+        first = f"; the first: {report.skipped[0]}" if report.skipped else ""
+        raise ValueError(f"{source}: no usable records: {report.num_records} read, {len(report.skipped)} skipped{first}")
     return examples, report
 
 
@@ -159,10 +203,12 @@ class DataConfig:
     target_temperature: float = setting(1.0, within=POSITIVE, help='T of the per-dimension targets softmax(rating / T)')
     max_prompt_length: int = setting(256, within=AT_LEAST_ONE, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
     max_length: int = setting(512, within=AT_LEAST_ONE, help='tokens of prompt + response; a longer response loses its end')
+    rating_scale: Optional[List[float]] = setting(None, help="[low, high] every rating must lie in; None = the format's own (UltraFeedback: [1, 5]; listwise: any finite number)")
 
     def __post_init__(self) -> None:
         check_settings(self, "data")
         if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
             raise ValueError(f"data.dimensions must be distinct names, got {list(self.dimensions)}")
+        check_rating_scale(self.rating_scale)
         if self.max_length <= self.max_prompt_length:
             raise ValueError(f"data.max_length ({self.max_length}) must exceed data.max_prompt_length ({self.max_prompt_length})")

@@ -15,6 +15,7 @@ import numpy as np
 
 DEFAULT_DIMENSIONS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 MIN_RESPONSES = 2
+ULTRAFEEDBACK_SCALE = (1.0, 5.0)  # its annotators rate "1".."5"
 
 Prompt = Union[str, list]
 
@@ -77,9 +78,15 @@ def _check_responses(responses: Sequence[Any], record_id: str, field_of) -> tupl
     return tuple(responses)
 
 
-def _rating_value(value: Any, record_id: str, field: str, *, allow_strings: bool) -> float:
+def check_rating_scale(scale: Sequence[float] | None, *, name: str = "data.rating_scale") -> None:
+    if scale is not None and not (len(scale) == 2 and all(math.isfinite(v) for v in scale) and scale[0] < scale[1]):
+        raise ValueError(f"{name} must be [low, high] with finite low < high, got {list(scale)}")
+
+
+def _rating_value(value: Any, record_id: str, field: str, *, allow_strings: bool, scale: Sequence[float] | None = None) -> float:
     if value is None:
         return math.nan
+    given = value
     if isinstance(value, str) and allow_strings:
         text = value.strip()
         if text.upper() == "N/A":
@@ -92,11 +99,16 @@ def _rating_value(value: Any, record_id: str, field: str, *, allow_strings: bool
         raise BadRecordError(record_id, field, f"rating {value!r} is not a number or null")
     if not math.isfinite(float(value)):
         raise BadRecordError(record_id, field, f"rating {value!r} is not finite")
+    if scale is not None and not scale[0] <= float(value) <= scale[1]:
+        raise BadRecordError(record_id, field, f"rating {given!r} is outside the rating scale [{scale[0]:g}, {scale[1]:g}] (data.rating_scale)")
     return float(value)
 
 
-def parse_listwise(record: dict, *, key: int, record_id: str, dimensions: Sequence[str]) -> ListwiseExample:
-    """Our listwise record: ``{"prompt", "responses", "ratings": {dim: [.. or null]}}``."""
+def parse_listwise(record: dict, *, key: int, record_id: str, dimensions: Sequence[str], scale: Sequence[float] | None = None) -> ListwiseExample:
+    """Our listwise record: ``{"prompt", "responses", "ratings": {dim: [.. or null]}}``; ratings
+    must lie in ``scale`` (``[low, high]``) when one is given, else any finite number."""
+    if not isinstance(record, dict):
+        raise BadRecordError(record_id, "(record)", f"must be a JSON object, got {type(record).__name__}")
     for name in ("prompt", "responses", "ratings"):
         if record.get(name) is None:
             raise BadRecordError(record_id, name, "is missing")
@@ -116,7 +128,7 @@ def parse_listwise(record: dict, *, key: int, record_id: str, dimensions: Sequen
         if not isinstance(values, (list, tuple)) or len(values) != len(responses):
             count = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
             raise BadRecordError(record_id, field, f"has {count} ratings for {len(responses)} responses")
-        ratings[row] = [_rating_value(value, record_id, f"{field}[{i}]", allow_strings=False) for i, value in enumerate(values)]
+        ratings[row] = [_rating_value(value, record_id, f"{field}[{i}]", allow_strings=False, scale=scale) for i, value in enumerate(values)]
     metadata = {name: value for name, value in record.items() if name not in ("prompt", "responses", "ratings")}
     return ListwiseExample(key, record_id, prompt, responses, ratings, metadata)
 
@@ -133,8 +145,12 @@ def _aspect(annotations: dict, dimension: str, record_id: str, field: str) -> di
     return aspect
 
 
-def parse_ultrafeedback(record: dict, *, key: int, record_id: str, dimensions: Sequence[str]) -> ListwiseExample:
-    """An ``openbmb/UltraFeedback`` record (ratings are strings "1".."5" or "N/A")."""
+def parse_ultrafeedback(record: dict, *, key: int, record_id: str, dimensions: Sequence[str], scale: Sequence[float] | None = None) -> ListwiseExample:
+    """An ``openbmb/UltraFeedback`` record (ratings are strings "1".."5" or "N/A"; ``scale``
+    defaults to UltraFeedback's own 1–5)."""
+    if not isinstance(record, dict):
+        raise BadRecordError(record_id, "(record)", f"must be a JSON object, got {type(record).__name__}")
+    scale = ULTRAFEEDBACK_SCALE if scale is None else scale
     prompt = _check_prompt(record.get("instruction"), record_id, "instruction")
     completions = record.get("completions")
     if not isinstance(completions, (list, tuple)):
@@ -155,7 +171,7 @@ def parse_ultrafeedback(record: dict, *, key: int, record_id: str, dimensions: S
         for row, dimension in enumerate(dimensions):
             field = f"completions[{column}].annotations.{dimension}"
             aspect = _aspect(annotations, dimension, record_id, field)
-            ratings[row, column] = _rating_value(aspect["Rating"], record_id, f"{field}.Rating", allow_strings=True)
+            ratings[row, column] = _rating_value(aspect["Rating"], record_id, f"{field}.Rating", allow_strings=True, scale=scale)
     return ListwiseExample(key, record_id, prompt, responses, ratings)
 
 
