@@ -8,8 +8,8 @@
 #   --submission-id  the job's id (default: lambda-dpo-<config name>-<date>-<time>); `ray job
 #                    status|logs|stop ID` use it
 #   --runtime-env    default cluster/runtime_env.yaml (working_dir: the repository)
-#   --pass-env NAME  copy $NAME from this shell into the job's environment; HF_TOKEN is always
-#                    copied when it is set. Values are handed to Ray, never written to a file.
+#   --pass-env NAME  copy $NAME (not a secret: Ray keeps a job's runtime env) from this shell into
+#                    the job's environment; secrets belong in the cluster's environment (README)
 #
 # Exit status: 0 when the job SUCCEEDED, 1 otherwise (FAILED or STOPPED), 2 for bad usage.
 set -euo pipefail
@@ -19,7 +19,7 @@ usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 address="${RAY_ADDRESS:-}"
 submission_id=""
 runtime_env="cluster/runtime_env.yaml"
-pass_env=(HF_TOKEN)
+pass_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --address) address="$2"; shift 2 ;;
@@ -42,29 +42,9 @@ python="${PYTHON:-python3}"
 # Fail here, in seconds, rather than on the cluster: the config must pass --dry-run.
 "$python" -m lambda_dpo.cli sweep "$config" "$@" --dry-run > /dev/null
 
-# The runtime env of the YAML file plus the passed-through variables, as JSON for --runtime-env-json.
-runtime_env_json="$(PASS_ENV="${pass_env[*]}" "$python" - "$runtime_env" <<'PY'
-import json, os, sys
-import yaml
-env = yaml.safe_load(open(sys.argv[1])) or {}
-variables = dict(env.get("env_vars") or {})
-variables.update({name: os.environ[name] for name in os.environ.get("PASS_ENV", "").split() if name in os.environ})
-env["env_vars"] = variables
-print(json.dumps(env))
-PY
-)"
-
-entrypoint=(python -m lambda_dpo.cli sweep "$config" "$@")
-echo "submitting $submission_id to $address: ${entrypoint[*]}"
-# The job agent can take a few seconds to come up on a fresh head ("No available agent").
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-  if ray job submit --address "$address" --submission-id "$submission_id" --runtime-env-json "$runtime_env_json" \
-      --no-wait -- "${entrypoint[@]}"; then
-    break
-  fi
-  [ "$attempt" -lt 10 ] || { echo "submit.sh: could not submit to $address" >&2; exit 1; }
-  sleep 3
-done
+# Submitted through Ray's Jobs SDK: the runtime env never appears on a command line, and each
+# argument of the job's shell command is quoted (cluster/submit_job.py).
+PASS_ENV="${pass_env[*]}" "$python" "$(dirname "$0")/submit_job.py" "$address" "$submission_id" "$runtime_env" "$config" "$@"
 
 ray job logs --address "$address" --follow "$submission_id" || true
 status="$("$python" -c 'import sys; from ray.job_submission import JobSubmissionClient as C; print(C(sys.argv[1]).get_job_status(sys.argv[2]).value)' "$address" "$submission_id" 2>/dev/null || true)"

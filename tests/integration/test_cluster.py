@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import random
 import shutil
 import signal
@@ -83,12 +84,19 @@ def test_submit_script_runs_the_tiny_sweep_on_a_ray_head_and_reports_success(ray
     address, env = ray_head
     storage = tmp_path / "sweeps"
     submission = f"e2e-{int(time.time())}"
+    # A value with ;, $(), backticks, quotes and spaces reaches the job as text, never as a command.
+    nasty = """x;echo INJECTED-$(whoami) `echo INJECTED-tick` 'single' "double" spaced"""
     result = subprocess.run(
-        ["cluster/submit.sh", "--address", address, "--submission-id", submission, "configs/sweep/tiny.yaml", *MICRO, f"storage_path={storage}", "name=e2e"],
+        ["cluster/submit.sh", "--address", address, "--submission-id", submission, "configs/sweep/tiny.yaml", *MICRO, f"storage_path={storage}", "name=e2e",
+         f"train.benchmarks.system_instruction={nasty}"],
         env={**env, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert f"job {submission}: SUCCEEDED" in result.stdout
+    assert not re.findall(r"(?<!echo )INJECTED-", result.stdout + result.stderr)  # only ever echoed as the literal override
+    import yaml
+
+    assert yaml.safe_load((storage / "e2e" / "sweep.yaml").read_text())["train"]["benchmarks"]["system_instruction"] == nasty
     assert "best λ:" in result.stdout  # the sweep's own summary, followed through the job's logs
 
     table = pd.read_csv(storage / "e2e" / "results.csv")

@@ -75,3 +75,48 @@ def test_submit_script_is_executable_and_documented():
     readme = (CLUSTER / "README.md").read_text()
     for command in ("cluster/submit.sh", "ray job logs", "ray job status", "ray job stop", "ray up cluster/cluster.yaml", "kubectl apply -f cluster/kuberay/rayjob.yaml"):
         assert command in readme, command
+
+
+NASTY = ["name=x;echo INJECTED-$(whoami)", "train.benchmarks.system_instruction=a `id` b", "output_dir=it's \"quoted\" & spaced | piped > out"]
+
+
+def test_the_jobs_entrypoint_quotes_every_argument_for_the_shell():
+    """`ray job submit` runs its entrypoint with a shell: an override must not run as a command."""
+    import subprocess
+
+    from cluster.submit_job import entrypoint
+
+    command = entrypoint("configs/sweep/tiny.yaml", NASTY)
+    assert shlex.split(command) == ["python", "-m", "lambda_dpo.cli", "sweep", "configs/sweep/tiny.yaml", *NASTY]
+    echoed = subprocess.run(["sh", "-c", command.replace("python -m lambda_dpo.cli", "printf '%s\\n'", 1)], capture_output=True, text=True, check=True)
+    assert echoed.stdout.splitlines() == ["sweep", "configs/sweep/tiny.yaml", *NASTY]
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"])
+def test_secrets_are_not_passed_into_a_jobs_runtime_env(name):
+    from cluster.submit_job import runtime_env
+
+    with pytest.raises(SystemExit, match=f"--pass-env {name}: looks like a secret"):
+        runtime_env(str(CLUSTER / "runtime_env.yaml"), [name])
+
+
+def test_a_plain_variable_is_passed_by_name_and_nothing_goes_on_a_command_line(monkeypatch):
+    from cluster.submit_job import runtime_env
+
+    monkeypatch.setenv("WANDB_PROJECT", "lambda")
+    assert runtime_env(str(CLUSTER / "runtime_env.yaml"), ["WANDB_PROJECT", "UNSET_NAME"])["env_vars"]["WANDB_PROJECT"] == "lambda"
+    script = (CLUSTER / "submit.sh").read_text()
+    assert "--runtime-env-json" not in script and "HF_TOKEN" not in script.split("set -euo pipefail")[1]
+
+
+def test_the_dashboard_is_not_exposed_beyond_the_head_or_the_kubernetes_cluster():
+    head = " ".join(load("cluster.yaml")["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+    for manifest in ("kuberay/raycluster.yaml", "kuberay/rayjob.yaml"):
+        spec = load(manifest)["spec"]
+        assert spec.get("rayClusterSpec", spec)["headGroupSpec"]["serviceType"] == "ClusterIP"
+    cluster = load("kuberay/raycluster.yaml")["spec"]
+    for group in (cluster["headGroupSpec"], *cluster["workerGroupSpecs"]):
+        env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
+    assert "## Security" in (CLUSTER / "README.md").read_text()
