@@ -91,17 +91,28 @@ def at_temperature(scheduler: PolynomialScheduler, temperature: float) -> Polyno
 # ----------------------------------------------------------------------------- a sweep's outputs
 
 
+INTERRUPTED = "INTERRUPTED"  # stopped before its end (Ctrl-C, a killed driver): `sweep --resume` continues it
+
+
+def trial_status(result) -> str:
+    """ERROR, TERMINATED (ran to its end: Tune marked its last result done) or INTERRUPTED."""
+    if result.error:
+        return "ERROR"
+    return "TERMINATED" if (result.metrics or {}).get("done") else INTERRUPTED
+
+
 def results_table(config: SweepConfig, results) -> pd.DataFrame:
-    """One row per trial in creation order: id, status, λ, objective, table metrics, step."""
+    """One row per trial in creation order: id, status, λ, objective (of finished trials only),
+    table metrics, step."""
     rows = []
     for result in sorted(results, key=lambda r: Path(r.path).name):
         trial_config = result.config or {}
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.rsplit("-", 1)[-1]
-        row = {"trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED"}
+        row = {"trial_id": trial_id, "status": trial_status(result)}
         weights = trial_config.get(LAMBDA_KEY, {})
         row |= {f"lambda/{d}": weights.get(d, float("nan")) for d in config.dimensions}
-        row[OBJECTIVE] = metrics.get(OBJECTIVE, float("nan")) if not result.error else float("nan")
+        row[OBJECTIVE] = metrics.get(OBJECTIVE, float("nan")) if row["status"] == "TERMINATED" else float("nan")
         row |= {name: metrics.get(name, float("nan")) for name in config.table_metrics}
         row["step"] = metrics.get("step", float("nan"))
         rows.append(row)

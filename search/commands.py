@@ -211,7 +211,7 @@ def sweep_table(config, table: pd.DataFrame) -> Table:
 
 
 def command_sweep(args) -> int:
-    from search.analysis import best_trial, centroid_trial, results_table, write_outputs
+    from search.analysis import INTERRUPTED, best_trial, centroid_trial, results_table, write_outputs
     from search.sweep import run_sweep
     from search.sweep_config import OBJECTIVE, load_sweep_config, read_sweep_config
 
@@ -235,16 +235,22 @@ def command_sweep(args) -> int:
     written = write_outputs(config, table)
     console.print(sweep_table(config, table))
     best, centroid = best_trial(config, table), centroid_trial(config, table)
+    interrupted = int((table["status"] == INTERRUPTED).sum()) if len(table) else 0
+    if interrupted:
+        finished = int((table["status"] == "TERMINATED").sum())
+        console.print(f"[yellow]sweep interrupted[/]: {finished} of {config.searcher.num_trials} trials finished, {interrupted} stopped before their end; "
+                      f"continue it with: lambda-dpo sweep --resume {config.sweep_dir()}")
     if best is None:
-        console.print("[red]no trial finished[/]: see the trial errors above")
-        return 1
+        if not interrupted:
+            console.print("[red]no trial finished[/]: see the trial errors above")
+        return 130 if interrupted else 1
     weights = ", ".join(f"{d}={best[f'lambda/{d}']:.3f}" for d in config.dimensions)
     console.print(f"best λ: {weights}  →  {config.objective} {best[OBJECTIVE]:.4f} (trial {best['trial_id']})")
     if centroid is not None:
         console.print(f"centroid λ trial {centroid['trial_id']}: {config.objective} {float(centroid[OBJECTIVE]):.4f}")
     for name, path in written.items():
         console.print(f"{name}: {path}")
-    return 0
+    return 130 if interrupted else 0  # 128 + SIGINT: the run did not end on its own
 
 
 def add_sweep_parser(subparsers) -> None:

@@ -161,6 +161,7 @@ def test_optuna_searcher_runs_a_sweep_from_a_given_first_point(ray_cluster, tmp_
     config = load_sweep_config(SWEEP, micro_overrides(tmp_path, "optuna", "searcher.name=optuna", "searcher.num_trials=2", "searcher.initial_points=[[0.25,0.25,0.25,0.25]]"))
     results = list(run_sweep(config))
     assert len(results) == 2 and all(r.error is None and np.isfinite(r.metrics[OBJECTIVE]) for r in results)
+    assert (results_table(config, results)["status"] == "TERMINATED").all()  # finished trials are told from interrupted ones
     lambdas = [np.array([r.config["lambda"][d] for d in DIMENSIONS]) for r in results]
     assert any(np.allclose(weights, 0.25) for weights in lambdas)
     assert all(np.isclose(weights.sum(), 1) for weights in lambdas)

@@ -154,3 +154,39 @@ def test_a_trial_restore_passes_over_a_damaged_checkpoint(tmp_path, caplog):
         assert resume_point("s3://bucket/sweep/train/t1/step-200", download, run_dir) == older
     assert "step-200 is damaged (adapter_model.safetensors has 7 bytes" in caplog.text
     assert f"checkpoint {newer} is damaged (adapter_model.safetensors does not match its SHA-256" in caplog.text
+
+
+class FakeResult:
+    def __init__(self, path, weights, metrics, error=None):
+        self.path, self.config, self.metrics, self.error = path, {"lambda": dict(zip(DIMENSIONS, weights))}, metrics, error
+
+
+def interrupted_results():
+    return [
+        FakeResult("/s/tune/trial-000-a", [1, 0, 0, 0], {"objective": 0.61, "step": 30, "done": True}),
+        FakeResult("/s/tune/trial-001-b", [0, 1, 0, 0], {"objective": float("nan"), "step": 10, "done": False}),  # Ctrl-C mid-run
+        FakeResult("/s/tune/trial-002-c", [0, 0, 1, 0], {}),  # never reported
+    ]
+
+
+def test_interrupted_trials_are_marked_so_and_none_counts_as_finished():
+    """An interrupted sweep's results.csv used to mark the stopped trials TERMINATED ("ok")."""
+    from search.analysis import results_table
+
+    config = load_sweep_config("configs/sweep/tiny.yaml")
+    table = results_table(config, interrupted_results())
+    assert table["status"].tolist() == ["TERMINATED", "INTERRUPTED", "INTERRUPTED"]
+    assert table["objective"].notna().tolist() == [True, False, False]
+
+
+def test_the_sweep_command_says_an_interrupted_sweep_can_be_resumed(tmp_path, monkeypatch, capsys):
+    import search.sweep
+
+    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False: interrupted_results())
+    assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path}"]) == 130
+    out = capsys.readouterr().out
+    assert "sweep interrupted: 1 of 8 trials finished, 2 stopped before their end" in out
+    assert f"lambda-dpo sweep --resume {tmp_path}" in out and "no trial finished" not in out
+    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False: interrupted_results()[1:])
+    assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'b'}"]) == 130
+    assert "no trial finished" not in capsys.readouterr().out
