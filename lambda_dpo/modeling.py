@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
+from lambda_dpo.data.packing import Layout, attends, padded_layout
 from lambda_dpo.pretrained import resolve_model_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -240,30 +241,99 @@ def _token_logps(logits: Tensor, targets: Tensor) -> Tensor:
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
+def _head_token_logps(head, hidden: Tensor, targets: Tensor) -> Tensor:
+    return _token_logps(head(hidden), targets)
+
+
+def chunked_token_logps(logits_of, selected: Tensor, targets: Tensor, *, chunk_size: int = 1024) -> Tensor:
+    """``[T]`` fp32 log-probs of ``targets`` from ``logits_of(selected)``, ``chunk_size`` tokens at a
+    time, each chunk cast to fp32 for its logsumexp: never a full-vocabulary fp32 log-softmax of the
+    batch. When the chunks need gradients in low precision, each is recomputed in the backward
+    pass rather than keeping its fp32 copy alive."""
+    recompute = selected.requires_grad and selected.dtype != torch.float32
+    pieces = [
+        checkpoint(_head_token_logps, logits_of, chunk, chunk_targets, use_reentrant=False) if recompute else _head_token_logps(logits_of, chunk, chunk_targets)
+        for chunk, chunk_targets in zip(selected.split(chunk_size), targets.split(chunk_size))
+    ]
+    return torch.cat(pieces) if pieces else selected.new_zeros(0, dtype=torch.float32)
+
+
 def sequence_logps(logits: Tensor, labels: Tensor, *, chunk_size: int = 1024) -> tuple[Tensor, Tensor]:
     """Summed response log-probs and response token counts.
 
     logits: ``[R, L, V]`` in the model's dtype; labels: ``[R, L]`` with IGNORE_INDEX on prompt
-    and padding. Returns ``(sums [R] fp32, counts [R] long)``.
-
-    Only response positions are scored, in chunks of ``chunk_size`` tokens, each cast to fp32
-    for its logsumexp — never a full-vocabulary fp32 log-softmax of the batch. When the logits
-    are low precision and need gradients, each chunk is recomputed in the backward pass rather
-    than keeping its fp32 copy alive.
+    and padding. Returns ``(sums [R] fp32, counts [R] long)``; only response positions are scored
+    (:func:`chunked_token_logps`).
     """
     shifted_labels = labels[:, 1:]
     response = shifted_labels != IGNORE_INDEX
     rows, positions = response.nonzero(as_tuple=True)
-    selected = logits[:, :-1][rows, positions]
-    targets = shifted_labels[rows, positions]
-    recompute = selected.requires_grad and selected.dtype != torch.float32
-    pieces = [
-        checkpoint(_token_logps, chunk, chunk_targets, use_reentrant=False) if recompute else _token_logps(chunk, chunk_targets)
-        for chunk, chunk_targets in zip(selected.split(chunk_size), targets.split(chunk_size))
-    ]
-    token_logps = torch.cat(pieces) if pieces else selected.new_zeros(0, dtype=torch.float32)
+    token_logps = chunked_token_logps(lambda x: x, logits[:, :-1][rows, positions], shifted_labels[rows, positions], chunk_size=chunk_size)
     sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device).index_add(0, rows, token_logps)
     return sums, response.sum(dim=-1)
+
+
+# Causal LMs whose logits are exactly ``lm_head(decoder(...))`` (no soft-capping or scaling) and
+# whose decoder takes a ready 4-D attention mask and explicit positions: the scorer runs the LM head
+# only where a response token is predicted, and the shared-prefix layout may be used.
+PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "olmo2", "smollm3"})
+
+
+def _plain_head(model) -> bool:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES and hasattr(model, "get_decoder")
+
+
+def check_layout_support(model, packing: str) -> None:
+    """A clear error, before any work, when ``model`` cannot run the shared-prefix layout."""
+    if packing == "shared_prefix" and not _plain_head(model):
+        model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        raise ValueError(f"data.packing shared_prefix needs a decoder that takes a 4-D attention mask and positions; model type {model_type!r} "
+                         f"is not one known to (known: {', '.join(sorted(PLAIN_HEAD_MODEL_TYPES))}): set data.packing=none")
+
+
+class ResponseScorer(torch.nn.Module):
+    """Log-probs of the response tokens a :class:`~lambda_dpo.data.packing.Layout` names.
+
+    The decoder runs over the layout's rows; the LM head runs only on the hidden states that
+    predict a response token (prompt, padding and the last token of each row need no
+    vocabulary projection). Data-parallel training wraps this module, so DDP sees the forward.
+    Models outside :data:`PLAIN_HEAD_MODEL_TYPES` run their own full forward (padded layout only).
+    """
+
+    def __init__(self, model, *, chunk_size: int = 1024):
+        super().__init__()
+        self.model = model
+        self.chunk_size = chunk_size
+        self.plain_head = _plain_head(model)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None, rows: Tensor, positions: Tensor, targets: Tensor) -> Tensor:
+        """``[T]`` fp32 log-probs of ``targets``, predicted at ``(rows, positions)``."""
+        if not self.plain_head:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits
+            return chunked_token_logps(lambda x: x, logits[rows, positions], targets, chunk_size=self.chunk_size)
+        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
+        return chunked_token_logps(self.model.get_output_embeddings(), hidden[rows, positions], targets, chunk_size=self.chunk_size)
+
+
+def scorer_of(model) -> ResponseScorer:
+    return model if isinstance(model, ResponseScorer) or isinstance(getattr(model, "module", None), ResponseScorer) else ResponseScorer(model)
+
+
+def layout_attention(layout: Layout, model) -> Tensor:
+    """The attention mask the decoder gets: the 2-D padding mask of the padded layout, or the
+    shared layout's tree as a 4-D mask in the form the model's attention implementation takes
+    (boolean for SDPA, additive for eager)."""
+    if not layout.shared:
+        return layout.attention_mask
+    allowed = attends(layout.segments, layout.branches)[:, None]  # [R, 1, L, L]
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa")
+    if implementation == "eager":
+        dtype = next(model.parameters()).dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    if implementation != "sdpa":
+        raise ValueError(f"data.packing shared_prefix supports the sdpa and eager attention implementations, not {implementation!r}; set data.packing=none")
+    return allowed
 
 
 @dataclass
@@ -279,10 +349,18 @@ class ResponseLogps:
 
 
 def response_logps(model, batch: dict[str, Tensor]) -> ResponseLogps:
-    """Forward the batch's ``[B·N, L]`` sequences once and return per-response log-probs ``[B, N]``."""
+    """Per-response log-probs ``[B, N]`` of the batch, in one forward pass over its layout
+    (``batch["layout"]``: the collator's :class:`LayoutSettings`; the padded layout without it)."""
     shape = batch["response_mask"].shape
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    sums, counts = sequence_logps(logits, batch["labels"])
+    settings = batch.get("layout")
+    layout = settings.of(batch) if settings is not None else padded_layout(batch)
+    device = batch["input_ids"].device
+    layout = layout.to(device)
+    scorer = scorer_of(model)
+    inner = scorer.module.model if isinstance(getattr(scorer, "module", None), ResponseScorer) else scorer.model
+    token_logps = scorer(layout.input_ids, layout_attention(layout, inner), layout.position_ids, layout.rows, layout.positions, layout.targets)
+    sums = torch.zeros(layout.num_responses, dtype=torch.float32, device=device).index_add(0, layout.owners, token_logps)
+    counts = torch.zeros(layout.num_responses, dtype=torch.long, device=device).index_add(0, layout.owners, torch.ones_like(layout.owners))
     sums, counts = sums.view(shape), counts.view(shape)
     return ResponseLogps(sum=sums, mean=sums / counts.clamp(min=1), tokens=counts)
 

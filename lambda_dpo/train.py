@@ -47,7 +47,9 @@ from lambda_dpo.metrics import peak_memory_mb
 from lambda_dpo.modeling import (
     ModelConfig,
     ReferenceCache,
+    ResponseScorer,
     add_lora,
+    check_layout_support,
     enable_gradient_checkpointing,
     fingerprint,
     is_lora,
@@ -305,7 +307,7 @@ def prepare_run(config: TrainConfig, run_dir: Path, device: torch.device, report
     names = {"train": "training data", "eval": "held-out data"}
     return RunSetup(
         config=config, run_dir=run_dir, device=device, reporter=reporter, tokenizer=tokenizer,
-        collator=ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature),
+        collator=ListwiseCollator(tokenizer.pad_token_id, target_temperature=config.data.target_temperature, layout=config.data.layout(tokenizer.pad_token_id)),
         sampler=build_sampler(config.lambdas, config.data.dimensions),
         examples=splits,
         encoded={split: encode(examples, tokenizer, config.data, name=names[split]) for split, examples in splits.items()},
@@ -512,6 +514,7 @@ def train(
             save_config(config, run_dir)
         setup = prepare_run(config, run_dir, device, reporter or _NullReporter(), {"train": train_examples, "eval": eval_examples})
         base = build_reference_weights(setup)
+        check_layout_support(base, config.data.packing)
         caches = {split: fill_reference_cache(setup, split, base) for split in ("train", "eval")}
 
     # Policy, optimizer and, when resuming, everything needed to continue exactly.
@@ -521,7 +524,7 @@ def train(
     if config.model.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model.train()
-    trainable = data_parallel(model, device)  # the unwrapped `model` evaluates and is saved
+    trainable = data_parallel(ResponseScorer(model), device)  # the unwrapped `model` evaluates and is saved
     optimizer, scheduler = make_optimizer(model, config.optim)
     start_step = restore_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
 

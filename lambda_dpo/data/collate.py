@@ -35,11 +35,14 @@ class ListwiseCollator:
     - ``ratings``: ``[B, m, N]`` float (NaN = N/A or padding).
     - ``targets``, ``target_mask``: ``[B, m, N]`` from :func:`ratings_to_targets`.
     - ``example_keys``: ``[B]`` long.
+    - ``layout`` (when the collator has one): how the forward pass lays the rows out
+      (lambda_dpo.data.packing).
     """
 
-    def __init__(self, pad_token_id: int, *, target_temperature: float = 1.0):
+    def __init__(self, pad_token_id: int, *, target_temperature: float = 1.0, layout=None):
         self.pad_token_id = pad_token_id
         self.target_temperature = target_temperature
+        self.layout = layout  # a lambda_dpo.data.packing.LayoutSettings, carried in the batch as "layout"
 
     def __call__(self, examples: Sequence[EncodedExample]) -> dict[str, torch.Tensor]:
         batch = len(examples)
@@ -67,7 +70,9 @@ class ListwiseCollator:
             response_mask[b, : len(example.response_ids)] = True
         ratings = torch.as_tensor(ratings, dtype=torch.float32)
         targets, target_mask = ratings_to_targets(ratings, temperature=self.target_temperature, response_mask=response_mask)
+        layout = {"layout": self.layout} if self.layout is not None else {}
         return {
+            **layout,
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,

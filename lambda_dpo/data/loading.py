@@ -10,6 +10,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 from lambda_dpo.config import AT_LEAST_ONE, POSITIVE, check_settings, setting
 from lambda_dpo.data.synthetic import parse_synthetic_source, synthetic_records
+from lambda_dpo.data.packing import PACKINGS, LayoutSettings
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS, PARSERS, BadRecordError, ListwiseExample, check_rating_scale, detect_format
 
 LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -203,6 +204,8 @@ class DataConfig:
     target_temperature: float = setting(1.0, within=POSITIVE, help='T of the per-dimension targets softmax(rating / T)')
     max_prompt_length: int = setting(256, within=AT_LEAST_ONE, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
     max_length: int = setting(512, within=AT_LEAST_ONE, help='tokens of prompt + response; a longer response loses its end')
+    packing: str = setting("none", choices=PACKINGS, help="none: B·N rows of prompt + response, padded | shared_prefix: each prompt once followed by its responses, several prompts per row (docs/method.md)")
+    max_tokens_per_row: int = setting(1024, within=AT_LEAST_ONE, help="shared_prefix: tokens per packed row (a prompt with its responses longer than this gets a row of its own)")
     rating_scale: Optional[List[float]] = setting(None, help="[low, high] every rating must lie in; None = the format's own (UltraFeedback: [1, 5]; listwise: any finite number)")
 
     def __post_init__(self) -> None:
@@ -212,3 +215,7 @@ class DataConfig:
         check_rating_scale(self.rating_scale)
         if self.max_length <= self.max_prompt_length:
             raise ValueError(f"data.max_length ({self.max_length}) must exceed data.max_prompt_length ({self.max_prompt_length})")
+
+    def layout(self, pad_token_id: int) -> LayoutSettings:
+        """How batches of this data are laid out for the forward pass."""
+        return LayoutSettings(self.packing, self.max_tokens_per_row, pad_token_id)

@@ -99,7 +99,7 @@ def test_reference_cache_looks_up_the_slots_of_a_pairwise_batch():
 class NanModel(torch.nn.Module):
     """Logits that are NaN for the second sequence of every batch."""
 
-    def forward(self, input_ids, attention_mask=None, use_cache=False):
+    def forward(self, input_ids, attention_mask=None, use_cache=False, **kwargs):
         logits = torch.zeros(*input_ids.shape, 11)
         logits[1] = float("nan")
         return type("Output", (), {"logits": logits})()
