@@ -93,13 +93,14 @@ def _groups(batch: dict[str, Tensor]) -> list[tuple[list[int], list[tuple[int, l
 
 
 def shared_prefix_layout(batch: dict[str, Tensor], max_tokens_per_row: int, pad_token_id: int) -> Layout:
-    """Each prompt once, then its responses, prompts packed first-fit into rows of at most
-    ``max_tokens_per_row`` tokens (a prompt whose responses alone exceed it gets a row of its own)."""
+    """Each prompt once, then its responses, prompts packed first-fit decreasing into rows of at
+    most ``max_tokens_per_row`` tokens (a prompt whose responses alone exceed it gets a row of its own)."""
     groups = _groups(batch)
     sizes = [len(prompt) + sum(len(ids) for _, ids in responses) for prompt, responses in groups]
     rows_of_groups: list[list[int]] = []
     room: list[int] = []
-    for index, size in enumerate(sizes):  # first fit, in batch order
+    for index in sorted(range(len(sizes)), key=lambda g: -sizes[g]):  # first fit, largest first: rows of even lengths
+        size = sizes[index]
         target = next((r for r, free in enumerate(room) if free >= size), None)
         if target is None:
             rows_of_groups.append([index])

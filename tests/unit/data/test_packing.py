@@ -47,12 +47,12 @@ def test_the_same_tokens_are_scored_in_both_layouts():
     assert shared.input_ids.numel() < padded.input_ids.numel()
 
 
-def test_prompts_are_packed_first_fit_and_an_oversized_prompt_gets_a_row_of_its_own():
+def test_prompts_are_packed_first_fit_decreasing_and_an_oversized_prompt_gets_a_row_of_its_own():
     batch = batch_of(encoded(0, 3, [2, 2]), encoded(1, 30, [20, 20], start=40), encoded(2, 2, [1, 1], start=90))
     layout = shared_prefix_layout(batch, max_tokens_per_row=12, pad_token_id=0)
-    assert layout.input_ids.shape == (2, 70)  # [prompt 0, prompt 2] and [prompt 1] alone, over the budget
-    assert layout.segments[0, :11].tolist() == [0] * 7 + [2] * 4 and (layout.segments[0, 11:] == PADDING).all()
-    assert (layout.segments[1] == 1).all()
+    assert layout.input_ids.shape == (2, 70)  # [prompt 1] alone, over the budget; then [prompt 0, prompt 2]
+    assert (layout.segments[0] == 1).all()
+    assert layout.segments[1, :11].tolist() == [0] * 7 + [2] * 4 and (layout.segments[1, 11:] == PADDING).all()
 
 
 def test_the_tree_mask_shows_a_response_its_prompt_and_itself_only():
