@@ -140,8 +140,10 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_last_checkpoint(ray_clu
 
 
 def test_two_data_parallel_workers_follow_the_single_worker_loss_trajectory(ray_cluster, tmp_path):
-    # With the offline benchmarks: under two workers rank 0 runs lm-eval while the other waits.
-    overrides = ["data.source=synthetic:400", "optim.max_steps=20", "sft.steps=10", "eval.every=0", "log_every=1", "save_every=0", "benchmarks_config=configs/eval/tiny.yaml"]
+    # With the offline benchmarks: under two workers rank 0 runs lm-eval while the other waits. In the
+    # shared-prefix layout, so DDP wraps the scorer that runs it.
+    overrides = ["data.source=synthetic:400", "optim.max_steps=20", "sft.steps=10", "eval.every=0", "log_every=1", "save_every=0",
+                 "benchmarks_config=configs/eval/tiny.yaml", "data.packing=shared_prefix", "data.max_tokens_per_row=256"]
     base = load_train_config("configs/train/tiny.yaml", overrides)
     finals = {}
     for workers in (1, 2):

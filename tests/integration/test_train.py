@@ -200,6 +200,22 @@ def test_resume_passes_over_a_damaged_newest_checkpoint_and_ends_like_an_uninter
     assert logged == sorted(set(logged))  # steps 3 and 4 logged once, though trained twice
 
 
+def test_a_packed_run_ends_where_a_padded_one_does(tmp_path):
+    """20 steps in the shared-prefix layout give the padded layout's metrics (the log-probs agree to
+    float rounding, so the trajectories do too)."""
+    results = {}
+    for packing in ("none", "shared_prefix"):
+        config = small_config(tmp_path / packing, "optim.max_steps=20", "log_every=1", f"data.packing={packing}", "data.max_tokens_per_row=200")
+        recorder = Recorder()
+        result = train(config, reporter=recorder)
+        results[packing] = (result.metrics, [metrics["train/loss"] for _, metrics, _ in recorder.rows if "train/loss" in metrics])
+    (padded, padded_losses), (packed, packed_losses) = results["none"], results["shared_prefix"]
+    assert len(packed_losses) == 20
+    np.testing.assert_allclose(packed_losses, padded_losses, rtol=1e-4, atol=1e-4)
+    for name, value in _comparable(padded).items():
+        assert packed[name] == pytest.approx(value, abs=1e-4, nan_ok=True), name
+
+
 # ----------------------------------------------------------------------------- the reference
 
 
