@@ -21,7 +21,8 @@ from torch.utils.checkpoint import checkpoint
 
 from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
-from lambda_dpo.data.packing import Layout, attends, padded_layout
+from lambda_dpo.data.packing import padded_layout
+from lambda_dpo.tree_attention import TreePlan, tree_attention_forward
 from lambda_dpo.pretrained import resolve_model_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -274,8 +275,9 @@ def sequence_logps(logits: Tensor, labels: Tensor, *, chunk_size: int = 1024) ->
 
 
 # Causal LMs whose logits are exactly ``lm_head(decoder(...))`` (no soft-capping or scaling) and
-# whose decoder takes a ready 4-D attention mask and explicit positions: the scorer runs the LM head
-# only where a response token is predicted, and the shared-prefix layout may be used.
+# whose decoder takes explicit positions and passes extra keyword arguments down to its attention
+# function: the scorer runs the LM head only where a response token is predicted, and the
+# shared-prefix layout may be used (its tree attention is a registered attention function).
 PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "olmo2", "smollm3"})
 
 
@@ -288,7 +290,7 @@ def check_layout_support(model, packing: str) -> None:
     """A clear error, before any work, when ``model`` cannot run the shared-prefix layout."""
     if packing == "shared_prefix" and not _plain_head(model):
         model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        raise ValueError(f"data.packing shared_prefix needs a decoder that takes a 4-D attention mask and positions; model type {model_type!r} "
+        raise ValueError(f"data.packing shared_prefix needs a decoder that runs a registered attention function with explicit positions; model type {model_type!r} "
                          f"is not one known to (known: {', '.join(sorted(PLAIN_HEAD_MODEL_TYPES))}): set data.packing=none")
 
 
@@ -307,33 +309,20 @@ class ResponseScorer(torch.nn.Module):
         self.chunk_size = chunk_size
         self.plain_head = _plain_head(model)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None, rows: Tensor, positions: Tensor, targets: Tensor) -> Tensor:
-        """``[T]`` fp32 log-probs of ``targets``, predicted at ``(rows, positions)``."""
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None, rows: Tensor, positions: Tensor, targets: Tensor,
+                tree_plan: TreePlan | None = None) -> Tensor:
+        """``[T]`` fp32 log-probs of ``targets``, predicted at ``(rows, positions)``; ``tree_plan``:
+        the blocks of a shared-prefix batch, for :func:`lambda_dpo.tree_attention.tree_attention`."""
         if not self.plain_head:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits
             return chunked_token_logps(lambda x: x, logits[rows, positions], targets, chunk_size=self.chunk_size)
-        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
+        extra = {"tree_plan": tree_plan} if tree_plan is not None else {}
+        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **extra).last_hidden_state
         return chunked_token_logps(self.model.get_output_embeddings(), hidden[rows, positions], targets, chunk_size=self.chunk_size)
 
 
 def scorer_of(model) -> ResponseScorer:
     return model if isinstance(model, ResponseScorer) or isinstance(getattr(model, "module", None), ResponseScorer) else ResponseScorer(model)
-
-
-def layout_attention(layout: Layout, model) -> Tensor:
-    """The attention mask the decoder gets: the 2-D padding mask of the padded layout, or the
-    shared layout's tree as a 4-D mask in the form the model's attention implementation takes
-    (boolean for SDPA, additive for eager)."""
-    if not layout.shared:
-        return layout.attention_mask
-    allowed = attends(layout.segments, layout.branches)[:, None]  # [R, 1, L, L]
-    implementation = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa")
-    if implementation == "eager":
-        dtype = next(model.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
-    if implementation != "sdpa":
-        raise ValueError(f"data.packing shared_prefix supports the sdpa and eager attention implementations, not {implementation!r}; set data.packing=none")
-    return allowed
 
 
 @dataclass
@@ -357,8 +346,12 @@ def response_logps(model, batch: dict[str, Tensor]) -> ResponseLogps:
     device = batch["input_ids"].device
     layout = layout.to(device)
     scorer = scorer_of(model)
-    inner = scorer.module.model if isinstance(getattr(scorer, "module", None), ResponseScorer) else scorer.model
-    token_logps = scorer(layout.input_ids, layout_attention(layout, inner), layout.position_ids, layout.rows, layout.positions, layout.targets)
+    if layout.shared:  # the tree of blocks instead of a mask (lambda_dpo/tree_attention.py)
+        inner = scorer.module.model if isinstance(getattr(scorer, "module", None), ResponseScorer) else scorer.model
+        with tree_attention_forward(inner):
+            token_logps = scorer(layout.input_ids, None, layout.position_ids, layout.rows, layout.positions, layout.targets, tree_plan=TreePlan.of(layout))
+    else:
+        token_logps = scorer(layout.input_ids, layout.attention_mask, layout.position_ids, layout.rows, layout.positions, layout.targets)
     sums = torch.zeros(layout.num_responses, dtype=torch.float32, device=device).index_add(0, layout.owners, token_logps)
     counts = torch.zeros(layout.num_responses, dtype=torch.long, device=device).index_add(0, layout.owners, torch.ones_like(layout.owners))
     sums, counts = sums.view(shape), counts.view(shape)

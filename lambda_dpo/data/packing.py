@@ -37,7 +37,9 @@ class Layout:
     (padded layout) or None. segments, branches: ``[R, L]`` (shared layout): which prompt a
     token belongs to (PADDING for padding) and whether it is that prompt's text (PROMPT_BRANCH)
     or its response i (i + 1). rows, positions, targets, owners: ``[T]``, one entry per scored
-    response token. num_responses: B·N, the number of owners.
+    response token. num_responses: B·N, the number of owners. prompt_blocks ``[G, 2]`` and
+    response_blocks ``[S, 3]`` (shared layout): where each prompt and each response sits, as
+    (flat start in the ``R·L`` positions, length) and, for a response, the index of its prompt's block.
     """
 
     input_ids: Tensor
@@ -50,6 +52,8 @@ class Layout:
     targets: Tensor
     owners: Tensor
     num_responses: int
+    prompt_blocks: Tensor | None = None
+    response_blocks: Tensor | None = None
 
     @property
     def shared(self) -> bool:
@@ -115,11 +119,13 @@ def shared_prefix_layout(batch: dict[str, Tensor], max_tokens_per_row: int, pad_
     segments = torch.full(shape, PADDING, dtype=torch.long)
     branches = torch.zeros(shape, dtype=torch.long)
     rows, positions, targets, owners = [], [], [], []
+    prompt_blocks, response_blocks = [], []
     for r, members in enumerate(rows_of_groups):
         cursor = 0
         for g in members:
             prompt, responses = groups[g]
             p = len(prompt)
+            prompt_blocks.append((r * length + cursor, p))
             input_ids[r, cursor : cursor + p] = torch.tensor(prompt)
             position_ids[r, cursor : cursor + p] = torch.arange(p)
             segments[r, cursor : cursor + p] = g
@@ -127,6 +133,7 @@ def shared_prefix_layout(batch: dict[str, Tensor], max_tokens_per_row: int, pad_
             cursor += p
             for branch, (owner, ids) in enumerate(responses, start=1):
                 n = len(ids)
+                response_blocks.append((r * length + cursor, n, len(prompt_blocks) - 1))
                 span = slice(cursor, cursor + n)
                 input_ids[r, span] = torch.tensor(ids)
                 position_ids[r, span] = torch.arange(p, p + n)
@@ -141,7 +148,7 @@ def shared_prefix_layout(batch: dict[str, Tensor], max_tokens_per_row: int, pad_
     return Layout(
         input_ids=input_ids, position_ids=position_ids, attention_mask=None, segments=segments, branches=branches,
         rows=as_long(rows), positions=as_long(positions), targets=as_long(targets), owners=as_long(owners),
-        num_responses=batch["labels"].shape[0],
+        num_responses=batch["labels"].shape[0], prompt_blocks=as_long(prompt_blocks).view(-1, 2), response_blocks=as_long(response_blocks).view(-1, 3),
     )
 
 

@@ -162,3 +162,26 @@ def test_lora_reference_mode_and_eager_attention_pack_the_same(tiny_pretrained, 
         with reference_mode(model):
             torch.testing.assert_close(response_logps(model, packed).sum, response_logps(model, batch).sum, rtol=1e-5, atol=1e-5)
     assert isinstance(ResponseScorer(lora).plain_head, bool) and ResponseScorer(lora).plain_head
+
+
+@pytest.mark.parametrize("key_heads", [4, 2])  # multi-head and grouped-query attention
+def test_tree_attention_equals_attention_under_the_dense_tree_mask(key_heads):
+    import torch.nn.functional as F
+
+    from lambda_dpo.tree_attention import TreePlan, tree_attention
+
+    batch = batch_of(encoded(0, 3, [2, 4]), encoded(1, 2, [1, 1, 3], start=40), encoded(2, 6, [5, 2], start=70))
+    layout = shared_prefix_layout(batch, max_tokens_per_row=20, pad_token_id=0)
+    rows, length = layout.input_ids.shape
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(rows, 4, length, 8, generator=generator, requires_grad=True)
+    key, value = (torch.randn(rows, key_heads, length, 8, generator=generator, requires_grad=True) for _ in range(2))
+    module = torch.nn.Module().eval()
+    ours, _ = tree_attention(module, query, key, value, None, scaling=8**-0.5, tree_plan=TreePlan.of(layout))
+    repeat = 4 // key_heads
+    dense = F.scaled_dot_product_attention(query, key.repeat_interleave(repeat, 1), value.repeat_interleave(repeat, 1),
+                                           attn_mask=attends(layout.segments, layout.branches)[:, None]).transpose(1, 2)
+    real = layout.segments != PADDING  # padding positions are never read; ours leaves them at zero
+    torch.testing.assert_close(ours[real], dense[real], rtol=1e-5, atol=1e-6)
+    (ours[real].sum() + dense[real].pow(2).sum() * 0).backward()
+    assert torch.isfinite(query.grad).all() and torch.isfinite(key.grad).all()
