@@ -120,7 +120,7 @@ def checked_lambda(checkpoint: Path, text: str | None) -> tuple[list[str], list[
 def command_evaluate(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from lambda_dpo.train import checkpoint_evaluator, load_checkpoint_config, steerability_of
+    from lambda_dpo.train import checkpoint_evaluator, steerability_of
 
     hf_logging.disable_progress_bar()
     console = make_console()
