@@ -204,7 +204,7 @@ class DataConfig:
     target_temperature: float = setting(1.0, within=POSITIVE, help='T of the per-dimension targets softmax(rating / T)')
     max_prompt_length: int = setting(256, within=AT_LEAST_ONE, help="tokens of a templated prompt; a longer one loses the start of its text, never the template's own tokens")
     max_length: int = setting(512, within=AT_LEAST_ONE, help='tokens of prompt + response; a longer response loses its end')
-    packing: str = setting("none", choices=PACKINGS, help="none: B·N rows of prompt + response, padded | shared_prefix: each prompt once followed by its responses, several prompts per row (docs/method.md)")
+    packing: str = setting("shared_prefix", choices=PACKINGS, help="none: B·N rows of prompt + response, padded | shared_prefix: each prompt once followed by its responses, several prompts per row (docs/method.md)")
     max_tokens_per_row: int = setting(1024, within=AT_LEAST_ONE, help="shared_prefix: tokens per packed row (a prompt with its responses longer than this gets a row of its own)")
     rating_scale: Optional[List[float]] = setting(None, help="[low, high] every rating must lie in; None = the format's own (UltraFeedback: [1, 5]; listwise: any finite number)")
 
