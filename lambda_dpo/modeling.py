@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from lambda_dpo.console import logger
 from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
 from lambda_dpo.data.packing import padded_layout
@@ -381,13 +382,20 @@ class ReferenceCache:
         self.forward_rows = 0
 
     def load(self) -> bool:
-        """Read the cache from disk if it exists and was computed for the same data and model."""
+        """Read the cache from disk if it exists and was computed for the same data and model; a
+        damaged file is named in a warning and left to be recomputed."""
         if self.path is None or not self.path.exists():
             return False
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        if saved.get("key") != self.key:
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            matches = saved.get("key") == self.key
+            values = saved["values"] if matches else None
+        except Exception as error:  # truncated or overwritten: torch raises several kinds
+            logger.warning(f"reference log-probs cache {self.path} is damaged ({type(error).__name__}); computing it again")
             return False
-        self.values = saved["values"]
+        if not matches:
+            return False
+        self.values = values
         return True
 
     def fill(self, model, batches: Iterable[dict[str, Tensor]], num_examples: int, num_slots: int, device: torch.device) -> None:
@@ -413,9 +421,11 @@ class ReferenceCache:
                 block[mask] = scored[mask]
                 values[batch["example_keys"], :slots] = block
         self.values = values
-        if self.path is not None:
+        if self.path is not None:  # written whole, then renamed: a kill mid-write leaves no half file
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"key": self.key, "values": values}, self.path)
+            partial = self.path.with_name(self.path.name + ".partial")
+            torch.save({"key": self.key, "values": values}, partial)
+            partial.replace(self.path)
 
     def lookup(self, example_keys: Tensor, num_slots: int, reduction: str, *, slots: Tensor | None = None) -> Tensor:
         """``[B, num_slots]`` reference log-probs (0 in padded slots); with ``slots`` ``[B, n]``

@@ -70,6 +70,35 @@ def test_reference_cache_lookup_and_disk_round_trip(tmp_path):
         ReferenceCache(None, "x").lookup(torch.tensor([0]), 1, "mean")
 
 
+@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"\x00" * len(raw)], ids=["truncated", "overwritten"])
+def test_a_damaged_reference_cache_is_named_and_computed_again(tmp_path, caplog, damage):
+    """A truncated reference_logps/train.pt used to make every resume fail with a message naming no file."""
+    import logging
+
+    batch = {
+        "input_ids": torch.ones(1, 4, dtype=torch.long),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": torch.tensor([[-100, -100, 3, 4]]),
+        "response_mask": torch.tensor([[True]]),
+        "example_keys": torch.tensor([0]),
+    }
+    cache = ReferenceCache(tmp_path / "ref.pt", key="k")
+    cache.fill(ZeroModel(), [batch], num_examples=1, num_slots=1, device=torch.device("cpu"))
+    assert not (tmp_path / "ref.pt.partial").exists()  # written whole, then renamed
+    cache.path.write_bytes(damage(cache.path.read_bytes()))
+    again = ReferenceCache(tmp_path / "ref.pt", key="k")
+    with caplog.at_level(logging.WARNING, logger="lambda_dpo"):
+        again.fill(ZeroModel(), [batch], num_examples=1, num_slots=1, device=torch.device("cpu"))
+    assert f"reference log-probs cache {cache.path} is damaged" in caplog.text
+    assert again.forward_rows == 1 and torch.equal(again.values, cache.values)
+    assert ReferenceCache(tmp_path / "ref.pt", key="k").load()  # the recomputed file reads back
+
+
+class ZeroModel(torch.nn.Module):
+    def forward(self, input_ids, attention_mask=None, use_cache=False, **kwargs):
+        return type("Output", (), {"logits": torch.zeros(*input_ids.shape, 11)})()
+
+
 def test_pad_token_from_config_then_eos_else_a_clear_error(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
