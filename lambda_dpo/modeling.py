@@ -23,7 +23,7 @@ from lambda_dpo.console import logger
 from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
 from lambda_dpo.data.packing import padded_layout
-from lambda_dpo.tree_attention import TreePlan, tree_attention_forward
+from lambda_dpo.tree_attention import TreePlan, install_tree_attention
 from lambda_dpo.pretrained import resolve_model_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -309,6 +309,8 @@ class ResponseScorer(torch.nn.Module):
         self.model = model
         self.chunk_size = chunk_size
         self.plain_head = _plain_head(model)
+        if self.plain_head:
+            install_tree_attention(model)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None, rows: Tensor, positions: Tensor, targets: Tensor,
                 tree_plan: TreePlan | None = None) -> Tensor:
@@ -348,9 +350,8 @@ def response_logps(model, batch: dict[str, Tensor]) -> ResponseLogps:
     layout = layout.to(device)
     scorer = scorer_of(model)
     if layout.shared:  # the tree of blocks instead of a mask (lambda_dpo/tree_attention.py)
-        inner = scorer.module.model if isinstance(getattr(scorer, "module", None), ResponseScorer) else scorer.model
-        with tree_attention_forward(inner):
-            token_logps = scorer(layout.input_ids, None, layout.position_ids, layout.rows, layout.positions, layout.targets, tree_plan=TreePlan.of(layout))
+        unused_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)  # 4-D: transformers builds no mask of its own
+        token_logps = scorer(layout.input_ids, unused_mask, layout.position_ids, layout.rows, layout.positions, layout.targets, tree_plan=TreePlan.of(layout))
     else:
         token_logps = scorer(layout.input_ids, layout.attention_mask, layout.position_ids, layout.rows, layout.positions, layout.targets)
     sums = torch.zeros(layout.num_responses, dtype=torch.float32, device=device).index_add(0, layout.owners, token_logps)

@@ -10,15 +10,14 @@ Blocks of similar length are gathered into buckets (padding within a bucket is b
 places in the rows. The result equals dense masked attention (tested against
 :func:`lambda_dpo.data.packing.attends`).
 
-It is registered with transformers' ``AttentionInterface`` as :data:`TREE_ATTENTION`; the scorer
-switches a model to it for the forward pass of a packed batch (:func:`tree_attention_forward`) and
-hands it the batch's :class:`TreePlan` as a keyword argument, which transformers passes down to
-every attention layer.
+It is registered with transformers' ``AttentionInterface`` (:func:`install_tree_attention`, done
+by the scorer once per model): a layer handed the batch's :class:`TreePlan` as a keyword argument,
+which transformers passes down to every attention layer, attends by the tree; any other call runs
+the model's own implementation.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -136,20 +135,32 @@ def tree_attention(module, query: Tensor, key: Tensor, value: Tensor, attention_
     return out.view(batch, length, heads, dim), None
 
 
-def _register() -> None:
+def install_tree_attention(model) -> None:
+    """Give ``model``'s attention layers :func:`tree_attention` for calls that carry a ``tree_plan``
+    and their own implementation (sdpa, eager, …) for all others, with that implementation's masks.
+
+    Installed once and left in place: gradient checkpointing recomputes a layer in the backward
+    pass, outside any forward-time switch, and must meet the same function. transformers does not
+    save the implementation's name with a model."""
+    import sys
+
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    AttentionInterface.register(TREE_ATTENTION, tree_attention)
-
-
-@contextlib.contextmanager
-def tree_attention_forward(model):
-    """Run ``model``'s attention layers with :func:`tree_attention` inside the block."""
-    _register()
     config = model.config
-    previous = config._attn_implementation
-    config._attn_implementation = TREE_ATTENTION
-    try:
-        yield
-    finally:
-        config._attn_implementation = previous
+    own = config._attn_implementation or "sdpa"
+    if own.startswith(TREE_ATTENTION):
+        return
+    name = f"{TREE_ATTENTION}+{own}"
+
+    def attention(module, query, key, value, attention_mask=None, **kwargs):
+        if kwargs.get("tree_plan") is not None:
+            return tree_attention(module, query, key, value, attention_mask, **kwargs)
+        # "eager" is each model's own function, in its modeling module; the others are registered.
+        fallback = ALL_ATTENTION_FUNCTIONS[own] if own in ALL_ATTENTION_FUNCTIONS else sys.modules[type(module).__module__].eager_attention_forward
+        return fallback(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register(name, attention)
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[own])
+    config._attn_implementation = name
