@@ -67,3 +67,49 @@ def test_eval_lambda_defaults_to_the_centroid_and_is_validated():
     assert EvalConfig().mixed_lambda(4).tolist() == [0.25] * 4
     with pytest.raises(ValueError, match="eval.weights"):
         EvalConfig(weights=[0.5, 0.6]).mixed_lambda(2)
+
+
+def write_listwise(path, records):
+    import json
+
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def listwise_record(i, ratings):
+    return {"prompt": f"Question {i}?", "responses": ["Yes.", "No."], "ratings": {"helpfulness": ratings, "honesty": ratings}}
+
+
+def test_training_data_without_any_rankable_prompt_is_refused_with_counts(tmp_path):
+    """Data with every rating N/A used to train a no-op run and exit 0."""
+    from lambda_dpo.train import load_datasets
+
+    path = write_listwise(tmp_path / "na.jsonl", [listwise_record(i, [None, None]) for i in range(10)])
+    config = load_config(TrainConfig, TINY, [f"data.source={path}", "data.dimensions=[helpfulness,honesty]", "data.format=listwise", "eval.fraction=0.2"])
+    with pytest.raises(ValueError, match=r"no training prompt can be ranked under the run's λ: none of 8 has 2 rated responses .*helpfulness 0, honesty 0"):
+        load_datasets(config)
+
+
+def test_a_fixed_lambda_on_dimensions_without_ratings_is_refused(tmp_path):
+    from lambda_dpo.train import load_datasets
+
+    records = [{"prompt": f"Q{i}?", "responses": ["a", "b"], "ratings": {"helpfulness": [4, 2], "honesty": [None, None]}} for i in range(10)]
+    path = write_listwise(tmp_path / "half.jsonl", records)
+    base = [f"data.source={path}", "data.dimensions=[helpfulness,honesty]", "data.format=listwise", "eval.fraction=0.2", "lambdas.sampler=fixed"]
+    assert len(load_datasets(load_config(TrainConfig, TINY, [*base, "lambdas.weights=[0.5,0.5]"]))[0]) == 8
+    with pytest.raises(ValueError, match=r"honesty 0, .*helpfulness 8 \(λ weight 0\)|helpfulness 8 \(λ weight 0\), honesty 0"):
+        load_datasets(load_config(TrainConfig, TINY, [*base, "lambdas.weights=[0,1]"]))
+
+
+def test_training_reports_the_records_it_skipped(tmp_path, caplog):
+    """`on_bad_record: skip` used to skip in silence when training."""
+    import logging
+
+    from lambda_dpo.train import load_datasets
+
+    records = [listwise_record(i, [4, 2]) for i in range(10)] + [{"prompt": "", "responses": ["a", "b"], "ratings": {"helpfulness": [1, 2], "honesty": [1, 2]}}]
+    path = write_listwise(tmp_path / "some-bad.jsonl", records)
+    config = load_config(TrainConfig, TINY, [f"data.source={path}", "data.dimensions=[helpfulness,honesty]", "data.format=listwise", "data.on_bad_record=skip", "eval.fraction=0.2"])
+    with caplog.at_level(logging.WARNING, logger="lambda_dpo"):
+        load_datasets(config)
+    assert "10 of 11 records loaded, 1 skipped" in caplog.text and "field 'prompt': is empty" in caplog.text
