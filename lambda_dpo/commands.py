@@ -14,7 +14,7 @@ from lambda_dpo.console import make_console
 from lambda_dpo.lambdas import parse_numbers, validate_lambda
 from lambda_dpo.reporting import JsonlReporter, ProgressReporter, Reporters, TensorBoardReporter
 
-SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "kl_to_reference", "length_bias", "eval/", "verifiable/", "generation/")
+SUMMARY_PREFIXES = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "reward_margin", "logratio/mean", "length_bias", "eval/", "verifiable/", "generation/")
 PER_DIMENSION = ("loss", "top1_accuracy", "reward_accuracy", "ndcg", "verifiable")  # families shown with a column per dimension
 
 

@@ -90,7 +90,7 @@ def ranking_metrics(
     """Every ranking metric, per dimension and for the λ-mixed target.
 
     The mixed target is ``p^λ`` (docs/method.md, item 6) with the given (evaluation) λ; its best and
-    worst responses define ``reward_margin``.
+    worst responses are the "chosen" and "rejected" of TRL's names (docs/metrics.md).
     """
     targets, target_mask = ratings_to_targets(ratings, temperature=target_temperature, response_mask=response_mask)
     metrics: dict[str, float] = {}
@@ -102,20 +102,48 @@ def ranking_metrics(
     mixed, eligible = mixed_target(targets, lambdas, response_mask=response_mask, target_mask=target_mask)
     metrics["top1_accuracy/mixed"] = top1_accuracy(rewards, mixed, eligible)
     metrics["reward_margin"] = reward_margin(rewards, mixed, eligible)
-    metrics["kl_to_reference"] = (policy_logps - reference_logps)[response_mask].mean().item()
+    metrics |= chosen_rejected_metrics(rewards, policy_logps, mixed, eligible)
+    metrics["logratio/mean"] = (policy_logps - reference_logps)[response_mask].mean().item()
     metrics["length_bias_spearman"] = length_bias(policy_logps, lengths, response_mask)
     return metrics
 
 
-def reward_margin(rewards: Tensor, scores: Tensor, eligible: Tensor) -> float:
-    """Mean reward of the best minus the worst eligible response under ``scores``."""
-    usable = eligible.sum(-1) >= 2
-    if not usable.any():
-        return float("nan")
+def best_and_worst(scores: Tensor, eligible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per prompt, the index of the best and of the worst eligible response under ``scores``
+    (``[E]`` each), and which prompts have two eligible responses to compare (``[E]`` bool)."""
     best = scores.masked_fill(~eligible, float("-inf")).argmax(-1)
     worst = scores.masked_fill(~eligible, float("inf")).argmin(-1)
+    return best, worst, eligible.sum(-1) >= 2
+
+
+def reward_margin(rewards: Tensor, scores: Tensor, eligible: Tensor) -> float:
+    """Mean reward of the best minus the worst eligible response under ``scores``."""
+    best, worst, usable = best_and_worst(scores, eligible)
+    if not usable.any():
+        return float("nan")
     gap = rewards.gather(-1, best[:, None]) - rewards.gather(-1, worst[:, None])
     return gap.squeeze(-1)[usable].mean().item()
+
+
+def chosen_rejected_metrics(rewards: Tensor, policy_logps: Tensor, scores: Tensor, eligible: Tensor) -> dict[str, float]:
+    """TRL's DPO metric names, with chosen and rejected = the best and the worst eligible response
+    under ``scores`` (the mixed target), so that dashboards built for TRL read our runs."""
+    best, worst, usable = best_and_worst(scores, eligible)
+    if not usable.any():
+        return dict.fromkeys(("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"), float("nan"))
+
+    def picked(values: Tensor, index: Tensor) -> Tensor:
+        return values.gather(-1, index[:, None]).squeeze(-1)[usable]
+
+    chosen, rejected = picked(rewards, best), picked(rewards, worst)
+    return {
+        "rewards/chosen": chosen.mean().item(),
+        "rewards/rejected": rejected.mean().item(),
+        "rewards/margins": (chosen - rejected).mean().item(),
+        "rewards/accuracies": (chosen > rejected).float().mean().item(),
+        "logps/chosen": picked(policy_logps, best).mean().item(),
+        "logps/rejected": picked(policy_logps, worst).mean().item(),
+    }
 
 
 def peak_memory_mb(device: torch.device) -> float:

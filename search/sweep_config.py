@@ -90,7 +90,7 @@ class SweepConfig:
     resources: ResourcesConfig = setting(default_factory=ResourcesConfig, help='')
     max_failures: int = setting(2, within=NON_NEGATIVE, help='worker-group failures a trial survives, resuming from its checkpoint')
     keep_checkpoints: int = setting(2, within=AT_LEAST_ONE, help='Ray Train checkpoints kept per trial')
-    table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "kl_to_reference"], help='final metrics shown beside the objective in results.csv and the table')
+    table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "logratio/mean"], help='final metrics shown beside the objective in results.csv and the table')
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from lambda_dpo.metrics import length_bias, ndcg, pairwise_accuracy, ranking_metrics, reward_margin, top1_accuracy
+from lambda_dpo.metrics import chosen_rejected_metrics, length_bias, ndcg, pairwise_accuracy, ranking_metrics, reward_margin, top1_accuracy
 
 NAN = float("nan")
 
@@ -53,5 +53,25 @@ def test_ranking_metrics_names_and_perfect_scores():
     assert metrics["top1_accuracy/a"] == metrics["reward_accuracy/a"] == 1.0
     assert metrics["top1_accuracy/b"] == metrics["reward_accuracy/b"] == 0.0  # ranked 0 above 2 but rated 1 < 3
     assert metrics["top1_accuracy/mixed"] == 1.0  # λ = e_a
-    assert math.isclose(metrics["kl_to_reference"], -1.0)
-    assert set(metrics) >= {"ndcg/a", "ndcg/b", "reward_margin", "length_bias_spearman"}
+    assert math.isclose(metrics["logratio/mean"], -1.0)
+    assert math.isclose(metrics["logratio/mean"], -1.0) and "kl_to_reference" not in metrics
+    assert set(metrics) >= {"ndcg/a", "ndcg/b", "reward_margin", "rewards/margins", "logps/chosen", "length_bias_spearman"}
+
+
+def test_trl_names_take_the_best_and_worst_under_the_mixed_target():
+    # prompt 1: best under the target is slot 0, worst slot 2; prompt 2: best slot 1, worst slot 0 (slot 2 padding)
+    scores = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.8, 0.0]])
+    eligible = torch.tensor([[True, True, True], [True, True, False]])
+    rewards = torch.tensor([[1.0, 5.0, -1.0], [2.0, 0.5, 9.0]])
+    logps = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]])
+    metrics = chosen_rejected_metrics(rewards, logps, scores, eligible)
+    assert metrics["rewards/chosen"] == (1.0 + 0.5) / 2
+    assert metrics["rewards/rejected"] == (-1.0 + 2.0) / 2
+    assert metrics["rewards/margins"] == reward_margin(rewards, scores, eligible) == (2.0 - 1.5) / 2
+    assert metrics["rewards/accuracies"] == 0.5  # prompt 2 ranks its rejected response higher
+    assert metrics["logps/chosen"] == (-1.0 - 5.0) / 2 and metrics["logps/rejected"] == (-3.0 - 4.0) / 2
+
+
+def test_trl_names_are_nan_without_two_eligible_responses():
+    metrics = chosen_rejected_metrics(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([[True, False]]))
+    assert all(math.isnan(value) for value in metrics.values()) and len(metrics) == 6
