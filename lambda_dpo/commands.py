@@ -117,6 +117,24 @@ def checked_lambda(checkpoint: Path, text: str | None) -> tuple[list[str], list[
     return dimensions, validate_lambda(parse_numbers(text, name="--lambda"), len(dimensions), name="--lambda").tolist()
 
 
+def lambda_suffix(eval_lambda: list[float] | None) -> str:
+    """File-name part for a result at a given ``--lambda`` ("" for the run's own evaluation λ), so
+    that results at different λ sit side by side instead of overwriting each other."""
+    return "" if eval_lambda is None else "-lambda-" + "-".join(f"{w:g}" for w in eval_lambda)
+
+
+def run_lambda(checkpoint: Path, num_dimensions: int) -> list[float]:
+    """The evaluation λ a checkpoint's run uses when none is given (its ``eval.weights``)."""
+    from lambda_dpo.train import load_checkpoint_config
+
+    return load_checkpoint_config(checkpoint).eval.mixed_lambda(num_dimensions).tolist()
+
+
+def lambda_label(dimensions: list[str], weights: list[float]) -> str:
+    """``λ = (helpfulness 0.4, honesty 0.6)``: a λ as people read it in a title."""
+    return "λ = (" + ", ".join(f"{name} {w:.3g}" for name, w in zip(dimensions, weights)) + ")"
+
+
 def command_evaluate(args) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -129,10 +147,10 @@ def command_evaluate(args) -> int:
     if args.steerability and eval_lambda is not None:
         raise ValueError("--steerability evaluates at every vertex and the centroid; leave --lambda out")
     if args.generate:
-        return evaluate_by_generation(args, checkpoint, eval_lambda, console)
+        return evaluate_by_generation(args, checkpoint, dimensions, eval_lambda, console)
     if args.reference:
         raise ValueError("--reference scores the reference model's generations: use it with --generate")
-    out = Path(args.out) if args.out else checkpoint / ("steerability.json" if args.steerability else "evaluation.json")
+    out = Path(args.out) if args.out else checkpoint / ("steerability.json" if args.steerability else f"evaluation{lambda_suffix(eval_lambda)}.json")
     with console.status(f"evaluating {checkpoint}"):
         evaluate = checkpoint_evaluator(checkpoint, data=args.data)
         if args.steerability:
@@ -144,22 +162,22 @@ def command_evaluate(args) -> int:
         console.print(f"steerability: {result.score:.4f}   top1_accuracy/mixed at the centroid: {result.centroid['top1_accuracy/mixed']:.4f}")
         payload = {"dimensions": result.dimensions, "accuracy": result.accuracy.tolist(), "steerability": result.score, "centroid": result.centroid}
     else:
-        console.print(metrics_table(metrics, title=f"evaluation of {checkpoint}"))
-        payload = {"lambda": eval_lambda, "metrics": metrics}
+        used = eval_lambda if eval_lambda is not None else run_lambda(checkpoint, len(dimensions))
+        console.print(metrics_table(metrics, title=f"evaluation of {checkpoint} at {lambda_label(dimensions, used)}"))
+        payload = {"lambda": used, "lambda_given": eval_lambda is not None, "metrics": metrics}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(checkpoint), "data": args.data, **payload}, indent=2))
     console.print(f"written to {out}")
     return 0
 
 
-def evaluate_by_generation(args, checkpoint: Path, eval_lambda, console) -> int:
+def evaluate_by_generation(args, checkpoint: Path, dimensions: list[str], eval_lambda, console) -> int:
     """``evaluate --generate``: greedy responses to the held-out prompts, scored by the verifiers."""
     from lambda_dpo.train import checkpoint_generations, write_rows
 
     if args.steerability:
         raise ValueError("--steerability ranks the held-out responses; leave it out with --generate")
-    tag = "-reference" if args.reference else ""
-    tag += "-lambda-" + "-".join(f"{w:g}" for w in eval_lambda) if eval_lambda is not None else ""
+    tag = ("-reference" if args.reference else "") + lambda_suffix(eval_lambda)
     out = Path(args.out) if args.out else checkpoint / f"generation{tag}.json"
     reporter = ProgressReporter(None, console=console)
     try:
@@ -167,11 +185,12 @@ def evaluate_by_generation(args, checkpoint: Path, eval_lambda, console) -> int:
     finally:
         reporter.close()
     which = "the reference model of " if args.reference else ""
-    console.print(generation_table(scores, title=f"generations of {which}{checkpoint}, scored by the verifiers (95% bootstrap interval over prompts)"))
+    used = eval_lambda if eval_lambda is not None else run_lambda(checkpoint, len(dimensions))
+    console.print(generation_table(scores, title=f"generations of {which}{checkpoint} at {lambda_label(dimensions, used)}, scored by the verifiers (95% bootstrap interval over prompts)"))
     rows_path = out.with_suffix(".jsonl")
     write_rows(rows_path, scores.rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": str(checkpoint), "reference": args.reference, "data": args.data, "lambda": eval_lambda,
+    out.write_text(json.dumps({"checkpoint": str(checkpoint), "reference": args.reference, "data": args.data, "lambda": used, "lambda_given": eval_lambda is not None,
                                "metrics": scores.metrics, "responses": str(rows_path)}, indent=2))
     console.print(f"written to {out} (each prompt's response and scores: {rows_path})")
     return 0

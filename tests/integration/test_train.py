@@ -107,6 +107,25 @@ def test_evaluate_command_reproduces_the_runs_evaluation(tiny_run, tmp_path, cap
     assert metrics["top1_accuracy/mixed"] == pytest.approx(metrics["top1_accuracy/helpfulness"])
 
 
+def test_evaluate_keeps_a_result_per_lambda_and_names_the_lambda(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["evaluate", str(latest_checkpoint(run_dir))]) == 0
+        assert torch.get_num_threads() == 1  # the run's `threads`: on 2 threads the tiny model evaluated 10x slower
+    finally:
+        torch.set_num_threads(threads)
+    default_title = capsys.readouterr().out
+    assert main(["evaluate", str(latest_checkpoint(run_dir)), "--lambda", "1,0,0,0"]) == 0
+    given_title = capsys.readouterr().out
+    default = json.loads((latest_checkpoint(run_dir) / "evaluation.json").read_text())
+    given = json.loads((latest_checkpoint(run_dir) / "evaluation-lambda-1-0-0-0.json").read_text())
+    assert default["lambda"] == [0.25] * 4 and not default["lambda_given"] and given["lambda"] == [1, 0, 0, 0]
+    assert default["metrics"]["top1_accuracy/mixed"] != given["metrics"]["top1_accuracy/mixed"] or default["metrics"]["loss"] != given["metrics"]["loss"]
+    assert "helpfulness 0.25" in " ".join(default_title.split()) and "helpfulness 1," in " ".join(given_title.split())
+
+
 # ----------------------------------------------------------------------------- λ matters
 
 
