@@ -80,9 +80,9 @@ def command_train(args) -> int:
         config = load_train_config(args.config, args.overrides)
         checkpoint = None
     if args.dry_run:
-        from lambda_dpo.preflight import check_train_config
+        from lambda_dpo.preflight import check_run_directory, check_train_config
 
-        print_checks(console, check_train_config(config))
+        print_checks(console, check_train_config(config) + check_run_directory(Path(config.output_dir), resume_from=checkpoint))
         console.print(f"train config valid; the run would write to {config.output_dir}")
         return 0
     run_dir = Path(config.output_dir)

@@ -19,7 +19,8 @@ from lambda_dpo.data.loading import local_files
 from lambda_dpo.data.synthetic import parse_synthetic_source
 from lambda_dpo.modeling import source_has_weights
 from lambda_dpo.pretrained import REGISTRY, is_fetched, model_dir
-from lambda_dpo.train import TrainConfig
+from lambda_dpo.run_lock import check_unlocked
+from lambda_dpo.train import TrainConfig, check_fresh_start
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
@@ -73,6 +74,19 @@ def check_device(name: str) -> str:
         raise ConfigError(f"model.device: {name!r}: only cpu and cuda are supported")
     here = "" if device.type == "cpu" or torch.cuda.is_available() else " (no GPU on this machine: checked again at run time)"
     return f"model.device: {name}{here}"
+
+
+def check_run_directory(run_dir: Path, *, resume_from: Path | None) -> list[str]:
+    """What the run itself refuses before its first real work: a run directory in use by another
+    process, or one holding checkpoints that a fresh start would write over."""
+    try:
+        check_unlocked(run_dir)
+        check_fresh_start(run_dir, resume_from)
+    except (OSError, RuntimeError) as error:
+        raise ConfigError(str(error)) from None
+    if resume_from is not None:
+        return [f"output_dir: {run_dir}, resumed from {resume_from.name}"]
+    return [f"output_dir: {run_dir} ({'new' if not run_dir.exists() else 'exists, holds no checkpoint'})"]
 
 
 def check_train_config(config: TrainConfig) -> list[str]:

@@ -48,6 +48,18 @@ def _is_stale(owner: dict) -> bool:
     return owner.get("host") == socket.gethostname() and not _alive(owner["pid"])
 
 
+def _in_use(run_dir, owner: dict, path: Path) -> str:
+    return (f"{run_dir} is in use by another run (pid {owner.get('pid')} on {owner.get('host')} since {owner.get('since')}); "
+            f"wait for it, or choose another output_dir (if that process is gone, delete {path})")
+
+
+def check_unlocked(run_dir: str | Path) -> None:
+    """RunLockedError if a live process holds ``run_dir`` now (``--dry-run`` asks before any run)."""
+    path = Path(run_dir) / LOCK_FILE
+    if path.exists() and not _is_stale(owner := _owner(path)):
+        raise RunLockedError(_in_use(run_dir, owner, path))
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | Path):
     """Hold ``run_dir``'s lock for the ``with`` block; RunLockedError if a live process holds it."""
@@ -60,9 +72,7 @@ def run_lock(run_dir: str | Path):
         except FileExistsError:
             owner = _owner(path)
             if not _is_stale(owner):
-                raise RunLockedError(
-                    f"{run_dir} is in use by another run (pid {owner.get('pid')} on {owner.get('host')} since {owner.get('since')}); "
-                    f"wait for it, or choose another output_dir (if that process is gone, delete {path})") from None
+                raise RunLockedError(_in_use(run_dir, owner, path)) from None
             logger.warning(f"{path}: taking over a stale lock of pid {owner.get('pid')} on {owner.get('host')}, which no longer runs")
             path.unlink(missing_ok=True)
             continue

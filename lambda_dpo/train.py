@@ -396,6 +396,12 @@ def best_response_nll(model, batch, lambdas, device, autocast) -> Tensor:
     return -sums.sum() / counts.sum().clamp(min=1)
 
 
+def check_fresh_start(run_dir: Path, resume_from: Path | None) -> None:
+    """A run that does not resume must not start over another run's checkpoints."""
+    if resume_from is None and checkpoint_dirs(run_dir):
+        raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another output_dir")
+
+
 def use_threads(config: TrainConfig) -> None:
     """Apply the config's ``threads`` (torch's intra-op threads) to this process."""
     if config.threads:
@@ -500,8 +506,7 @@ def train(
     rank, world = rank_and_world()
     if config.optim.batch_size % world:
         raise ValueError(f"optim.batch_size {config.optim.batch_size} is not divisible by the {world} data-parallel workers")
-    if resume_from is None and checkpoint_dirs(run_dir):
-        raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another output_dir")
+    check_fresh_start(run_dir, resume_from)
     benchmark_tasks = task_manager(config.benchmarks) if config.benchmarks.enabled else None
     if benchmark_tasks is not None:  # a misspelt task should fail now, not after the training
         check_tasks(config.benchmarks, benchmark_tasks)

@@ -225,9 +225,10 @@ def command_sweep(args) -> int:
             raise ValueError("give a sweep CONFIG file, or --resume SWEEP_DIR")
         config = load_sweep_config(args.config, args.overrides)
     if args.dry_run:
+        from search.sweep import check_sweep_directory
         from search.sweep_config import check_sweep_config
 
-        print_checks(console, check_sweep_config(config))
+        print_checks(console, check_sweep_config(config) + [check_sweep_directory(config, resume=bool(args.resume), reach_remote=False)])
         console.print(f"sweep config valid: {config.searcher.num_trials} trials of {config.train_config or 'the inline train config'}, searcher {config.searcher.name}, into {config.sweep_dir()}")
         return 0
     console.print(f"sweep directory: {config.sweep_dir()}" + (" (resuming)" if args.resume else ""))

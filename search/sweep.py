@@ -39,12 +39,11 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
     # Save the experiment state (searcher included) every few seconds, not Tune's ≥ 10 s, so a
     # driver killed just after a trial finished does not leave that trial to be run again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    check_sweep_directory(config, resume=resume)
     connect_ray()
     if resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable(config), resume_unfinished=True, resume_errored=False, restart_errored=False)
     else:
-        if (sweep_dir / RESULTS_FILE).exists() or tune.Tuner.can_restore(tune_path):
-            raise FileExistsError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir} or choose another name")
         save_config(config, sweep_dir, CONFIG_FILE)
         tuner = tune.Tuner(
             trainable(config),
@@ -58,6 +57,25 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
             run_config=tune.RunConfig(name="tune", storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1),
         )
     return tuner.fit()
+
+
+def check_sweep_directory(config: SweepConfig, *, resume: bool, reach_remote: bool = True) -> str:
+    """Before Ray starts (and in ``--dry-run``): a new sweep must not write over an old one, a
+    resumed one must have Tune's state to continue from. Returns what was found. Without
+    ``reach_remote`` remote storage is not asked (a dry-run stays off the network)."""
+    from ray import tune
+
+    sweep_dir, tune_path = config.sweep_dir(), f"{config.ray_storage()}/tune"
+    if config.remote_storage and not reach_remote:
+        return f"sweep directory: {sweep_dir}; Tune state in {tune_path} (remote: looked up when the sweep starts)"
+    restorable = tune.Tuner.can_restore(tune_path)
+    if resume:
+        if not restorable:
+            raise FileNotFoundError(f"{sweep_dir}: no Tune state under {tune_path} to continue from (did the sweep start?)")
+        return f"sweep directory: {sweep_dir} (continued from {tune_path})"
+    if (sweep_dir / RESULTS_FILE).exists() or restorable:
+        raise FileExistsError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir} or choose another name")
+    return f"sweep directory: {sweep_dir} (new)"
 
 
 def trainable(config: SweepConfig):

