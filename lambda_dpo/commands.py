@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from lambda_dpo.config import load_config
@@ -306,9 +307,17 @@ def command_generate(args) -> int:
 
     hf_logging.disable_progress_bar()
     _, weights = checked_lambda(Path(args.checkpoint), args.eval_lambda)
-    generator = Generator(args.checkpoint)
-    for prompt in args.prompts:
-        print(generator(prompt, weights=weights, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed))
+    console = make_console()
+    with console.status(f"loading {args.checkpoint}"):
+        generator = Generator(args.checkpoint)
+    for number, prompt in enumerate(args.prompts):
+        with console.status(f"generating ({number + 1} of {len(args.prompts)})"):
+            response = generator(prompt, weights=weights, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+        console.print(f"{'' if number == 0 else chr(10)}[bold]prompt:[/] {escape(prompt)}")
+        if response.strip():
+            console.print(f"[bold]response:[/] {escape(response)}")
+        else:  # a blank line alone reads as a crash
+            console.print(f"[bold]response:[/] [yellow](none: the model produced {'only whitespace' if response else 'no text, ending at once'})[/]")
     return 0
 
 

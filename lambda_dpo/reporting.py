@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -82,13 +83,20 @@ class TensorBoardReporter:
 
 
 class ProgressReporter:
-    """A rich progress bar over optimizer steps showing the latest loss and accuracy."""
+    """A rich progress bar over optimizer steps showing the latest loss and accuracy, with a bar of
+    its own for each phase before them. When the console is not a terminal (a log file, ``ray job
+    logs``) a live bar shows nothing until the end, so each phase prints plain lines instead: when
+    it starts, at most every :attr:`PIPED_EVERY_S` seconds, and when it ends."""
 
     SHOWN = ("train/loss", "top1_accuracy/mixed", "train/tokens_per_second")
+    PIPED_EVERY_S = 30.0
 
     def __init__(self, total_steps: int | None, *, description: str = "training", console=None):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        self.console = console or Console()
+        self.piped = not self.console.is_terminal
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -96,20 +104,28 @@ class ProgressReporter:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[latest]}"),
-            console=console,
+            console=self.console,
             transient=False,
         )
         self.description, self.total_steps = description, total_steps
         self.task = None  # added at the first report, below the bars of the steps before training
         self.started = False
+        self.training = PipedPhase(self.console, description, total_steps, self.PIPED_EVERY_S)
 
     def _start(self) -> None:
-        if not self.started:  # started by the first use, so set-up errors print cleanly
+        if not self.started and not self.piped:  # started by the first use, so set-up errors print cleanly
             self.progress.start()
             self.started = True
 
     def track(self, iterable, *, total: int, description: str):
         """Iterate ``iterable`` with a bar of its own above the training bar (a step before training)."""
+        if self.piped:
+            phase = PipedPhase(self.console, description, total, self.PIPED_EVERY_S)
+            for done, item in enumerate(iterable, start=1):
+                yield item
+                phase.update(done)
+            phase.finish()
+            return
         self._start()
         task = self.progress.add_task(description, total=total, latest="")
         for item in iterable:
@@ -117,15 +133,58 @@ class ProgressReporter:
             self.progress.advance(task)
 
     def report(self, metrics, *, step, checkpoint=None):
+        latest = "  ".join(f"{name}={metrics[name]:.4g}" for name in self.SHOWN if name in metrics)
+        if self.piped:
+            self.training.update(step, latest)
+            return
         self._start()
         if self.task is None:
             self.task = self.progress.add_task(self.description, total=self.total_steps, latest="")
-        latest = "  ".join(f"{name}={metrics[name]:.4g}" for name in self.SHOWN if name in metrics)
         self.progress.update(self.task, completed=step, latest=latest)
 
     def close(self):
+        if self.piped:
+            self.training.finish()
         if self.started:
             self.progress.stop()
+
+
+class PipedPhase:
+    """Progress of one phase as plain lines, for a console that is not a terminal."""
+
+    def __init__(self, console, description: str, total: int | None, every_s: float):
+        self.console, self.description, self.total, self.every_s = console, description, total, every_s
+        self.started = self.shown = None
+        self.done, self.latest = 0, ""
+
+    def update(self, done: int, latest: str = "") -> None:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = self.shown = now
+            self.console.print(f"{self.description}: started")
+        self.done, self.latest = done, latest or self.latest
+        if now - self.shown >= self.every_s:
+            self.shown = now
+            self.console.print(self._line(now))
+
+    def finish(self) -> None:
+        if self.started is not None:
+            self.console.print(self._line(time.monotonic(), finished=True))
+            self.started = None
+
+    def _line(self, now: float, finished: bool = False) -> str:
+        elapsed = now - self.started
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        left = ""
+        if self.total and 0 < self.done < self.total and not finished:
+            left = f", about {_duration(elapsed * (self.total - self.done) / self.done)} left"
+        state = "done in " if finished else ""
+        return f"{self.description}: {count} ({state}{_duration(elapsed)}{left})" + (f"  {self.latest}" if self.latest else "")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 class Reporters:

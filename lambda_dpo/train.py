@@ -467,7 +467,7 @@ def fill_reference_cache(setup: RunSetup, split: str, base, *, name: str | None 
     size = config.eval.batch_size
     starts = range(0, len(encoded), size)
     if not cache.load():
-        starts = track(setup.reporter, starts, total=len(starts), description=f"reference log-probs ({split}, {len(encoded)} prompts)")
+        starts = track(setup.reporter, starts, total=len(starts), description=f"reference log-probs ({split}: {len(encoded)} prompts, batches of {size})")
     batches = (setup.collator(encoded[i : i + size]) for i in starts)
     with setup.autocast:
         cache.fill(base, batches, len(encoded), max(len(e.response_ids) for e in encoded), setup.device)

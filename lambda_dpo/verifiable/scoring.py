@@ -77,7 +77,7 @@ def score_generations(
     order = sorted(range(len(pairs)), key=lambda i: -len(texts[pairs[i][0].record_id]))  # similar lengths pad little
     rows: list[dict | None] = [None] * len(pairs)
     starts = range(0, len(pairs), batch_size)
-    for start in track(starts, total=len(starts), description=f"generating ({len(pairs)} held-out prompts)"):
+    for start in track(starts, total=len(starts), description=f"generating ({len(pairs)} held-out prompts, batches of {batch_size})"):
         chunk = order[start : start + batch_size]
         generations = generate_batch(model, tokenizer, [texts[pairs[i][0].record_id] for i in chunk], max_new_tokens=max_new_tokens, device=device)
         for index, generation in zip(chunk, generations):

@@ -422,7 +422,8 @@ def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_o
     assert len(set(answers.values())) > 1  # same seed, different λ: different answers
     command = ["generate", str(conditioned.checkpoint), "--lambda", "0,1,0,0", "--temperature", "1", "--seed", "0", "--max-new-tokens", "24"]
     assert main([*command, "Tell me about salt in cooking."]) == 0
-    assert capsys.readouterr().out.strip() == answers[1]
+    out = capsys.readouterr().out
+    assert "prompt: Tell me about salt in cooking." in out and f"response: {answers[1].strip()}" in out
     with pytest.raises(ValueError, match="conditioning: none"):
         Generator(unconditioned.checkpoint)("Hi.", weights=[1.0, 0.0, 0.0, 0.0])
 

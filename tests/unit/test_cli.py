@@ -65,3 +65,16 @@ def test_a_path_that_is_a_directory_is_a_one_line_error_naming_it(tmp_path, caps
     """`schedule fit --out DIR` used to end in a raw IsADirectoryError traceback."""
     assert main(["schedule", "fit", "--observations", "search/examples/paper_five_points.csv", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"lambda-dpo schedule: error: {tmp_path}: Is a directory"
+
+
+@pytest.mark.parametrize(("response", "said"), [("", "no text, ending at once"), ("  \n", "only whitespace")])
+def test_generate_shows_the_prompt_and_says_when_the_model_produced_nothing(monkeypatch, capsys, response, said):
+    """`generate` on the tiny checkpoint used to print a blank line and exit 0."""
+    import lambda_dpo.commands as commands
+    import lambda_dpo.generate as generate
+
+    monkeypatch.setattr(commands, "checked_lambda", lambda checkpoint, text: (["a", "b"], None))
+    monkeypatch.setattr(generate, "Generator", lambda checkpoint: lambda prompt, **options: response)
+    assert main(["generate", "ckpt", "Say something."]) == 0
+    out = capsys.readouterr().out
+    assert "prompt: Say something." in out and f"response: (none: the model produced {said})" in out

@@ -19,3 +19,26 @@ def test_a_resumed_run_logs_each_step_once(tmp_path):
     steps = [json.loads(line)["step"] for line in lines if line.startswith("{")]
     assert steps == [1, 2, 3, 4, 5] and "not json" in lines
     assert [json.loads(line)["train/loss"] for line in lines if line.startswith("{")][2:] == [0.1, 0.1, 0.1]
+
+
+def test_progress_is_plain_lines_when_the_console_is_not_a_terminal(monkeypatch):
+    """Piped to a log file, the phases before training used to show nothing at all until the end."""
+    import io
+
+    from rich.console import Console
+
+    from lambda_dpo.reporting import ProgressReporter
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=60)
+    reporter = ProgressReporter(4, console=console)
+    monkeypatch.setattr(reporter.training, "every_s", 0.0)
+    assert list(reporter.track(iter("abc"), total=3, description="reference log-probs")) == ["a", "b", "c"]
+    for step in (1, 2, 4):
+        reporter.report({"train/loss": 1.0 / step}, step=step)
+    reporter.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "reference log-probs: started" and lines[1].startswith("reference log-probs: 3/3 (done in ")
+    assert lines[2] == "training: started" and any(line.startswith("training: 2/4 (") and "about" in line for line in lines)
+    assert lines[-1].startswith("training: 4/4 (done in ") and lines[-1].endswith("train/loss=0.25")
+    assert not any("━" in line for line in lines)  # no bar drawn into the log
