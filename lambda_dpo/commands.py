@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import math
 from pathlib import Path
 
@@ -401,9 +402,48 @@ def command_config_show(args) -> int:
     raise ValueError(f"{args.config} loads as no kind of config: " + "; ".join(f"as {kind}: {error}" for kind, error in errors.items()))
 
 
+def command_config_list(args) -> int:
+    """``configs list``: every shipped YAML, what it is for, and where it lies."""
+    from lambda_dpo.config import config_summary, shipped_configs
+
+    console = make_console()
+    table = Table(title="shipped configs (copy one to edit it: lambda-dpo configs copy NAME DEST)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("what it is")
+    table.add_column("file", overflow="fold")
+    for name, path in shipped_configs().items():
+        table.add_row(name, config_summary(path), str(path))
+    console.print(table)
+    return 0
+
+
+def command_config_copy(args) -> int:
+    """``configs copy NAME DEST``: a shipped YAML to a file (or into a directory) of the user's."""
+    from lambda_dpo.config import shipped_config
+
+    source = shipped_config(args.name)
+    destination = Path(args.destination)
+    if destination.is_dir() or args.destination.endswith(("/", "\\")):
+        destination = destination / source.name
+    if destination.exists() and not args.force:
+        raise FileExistsError(f"{destination} exists; choose another DEST or pass --force to replace it")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
+    command = "sweep" if source.parent.name == "sweep" else "benchmark CHECKPOINT" if source.parent.name == "eval" else "train"
+    make_console().print(f"copied {source} to {destination}; run it with: lambda-dpo {command} {destination}")
+    return 0
+
+
 def add_config_parser(subparsers) -> None:
-    config = subparsers.add_parser("config", help="look at configs")
+    config = subparsers.add_parser("config", aliases=["configs"], help="list, copy and show configs")
     actions = config.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the configs the package ships (train, sweep, eval), each with what it is for")
+    listing.set_defaults(handler=command_config_list)
+    copy = actions.add_parser("copy", help="copy a shipped config to edit it, e.g. `configs copy train/tiny my.yaml`")
+    copy.add_argument("name", help="a shipped config: train/tiny, sweep/tiny, or a name only one kind has")
+    copy.add_argument("destination", help="a file, or a directory to copy into")
+    copy.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    copy.set_defaults(handler=command_config_copy)
     show = actions.add_parser("show", help="the resolved config (train, sweep or benchmark YAML) with each key's help and choices")
     show.add_argument("config", help="a YAML config, e.g. configs/train/tiny.yaml")
     show.add_argument("overrides", nargs="*", help="dotted key=value overrides")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence, Type, TypeVar
@@ -95,6 +96,44 @@ def shipped_path(value: str | None) -> str | None:
             if candidate.exists():
                 return str(candidate)
     return value
+
+
+SHIPPED_CONFIG_KINDS = ("train", "sweep", "eval")
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The YAML configs the package ships, by name (``train/tiny``), from the installed package or
+    this checkout's configs/."""
+    root = Path(shipped_path("configs/train/tiny.yaml")).parents[1]
+    return {f"{kind}/{path.stem}": path for kind in SHIPPED_CONFIG_KINDS for path in sorted((root / kind).glob("*.yaml"))}
+
+
+def shipped_config(name: str) -> Path:
+    """A shipped config by name: ``train/tiny``, ``train/tiny.yaml`` or, when only one kind has it, ``tiny``."""
+    configs = shipped_configs()
+    stem = name.removesuffix(".yaml").removeprefix("configs/")
+    matches = [key for key in configs if key == stem or key.split("/", 1)[1] == stem]
+    if len(matches) == 1:
+        return configs[matches[0]]
+    if matches:
+        raise ConfigError(f"{name!r} names {len(matches)} shipped configs ({', '.join(matches)}): give the kind too, e.g. {matches[0]}")
+    raise ConfigError(f"no shipped config {name!r}; `lambda-dpo configs list` shows them ({', '.join(configs)})")
+
+
+def config_summary(path: Path) -> str:
+    """The first sentence of a YAML file's leading comment (at most ``SUMMARY_CHARS`` characters)."""
+    words = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("#").strip())
+    text = " ".join(words)
+    end = re.search(r"\.(\s|$)", text)
+    text = text[: end.start() + 1] if end else text
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + " …"
+
+
+SUMMARY_CHARS = 110
 
 
 def map_path_fields(config: T, function) -> T:
