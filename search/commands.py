@@ -232,6 +232,7 @@ def command_sweep(args) -> int:
         console.print(f"sweep config valid: {config.searcher.num_trials} trials of {config.train_config or 'the inline train config'}, searcher {config.searcher.name}, into {config.sweep_dir()}")
         return 0
     console.print(f"sweep directory: {config.sweep_dir()}" + (" (resuming)" if args.resume else ""))
+    console.print(f"every trial's curves: tensorboard --logdir {config.sweep_dir() / 'runs'}")
     table = results_table(config, run_sweep(config, resume=bool(args.resume)))
     written = write_outputs(config, table)
     console.print(sweep_table(config, table))

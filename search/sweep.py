@@ -33,12 +33,17 @@ from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, ResourcesC
 def run_sweep(config: SweepConfig, *, resume: bool = False):
     """Run (or, with ``resume``, continue) the sweep; returns Tune's ``ResultGrid``."""
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     sweep_dir = config.sweep_dir()
     tune_path = f"{config.ray_storage()}/tune"
     # Save the experiment state (searcher included) every few seconds, not Tune's ≥ 10 s, so a
     # driver killed just after a trial finished does not leave that trial to be run again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune's own TensorBoard logs would duplicate each trial's (RUN_DIR/tensorboard, written by the
+    # training loop) in a temporary directory, and Tune would print that path: its CSV and JSON
+    # loggers, which its result analysis reads, are kept below; the TensorBoard one is not added.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     check_sweep_directory(config, resume=resume)
     connect_ray()
     if resume:
@@ -54,7 +59,8 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
                 max_concurrent_trials=config.searcher.max_concurrent,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=tune.RunConfig(name="tune", storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+            run_config=tune.RunConfig(name="tune", storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+                                      callbacks=[CSVLoggerCallback(), JsonLoggerCallback()]),
         )
     return tuner.fit()
 
@@ -163,15 +169,15 @@ def train_worker(loop_config: dict) -> None:
     import ray.train.torch
     from transformers.utils import logging as hf_logging
 
-    from lambda_dpo.reporting import JsonlReporter, Reporters
+    from lambda_dpo.reporting import JsonlReporter, Reporters, TensorBoardReporter
 
     hf_logging.disable_progress_bar()  # one bar per saved shard would flood the sweep's log
     config: TrainConfig = loop_config["train"]
     run_dir = Path(config.output_dir)
     ray_reporter = RayTrainReporter(loop_config["objective"])
     reporters = [ray_reporter]
-    if ray.train.get_context().get_world_rank() == 0:  # the local log first: a Ray upload may be cut short
-        reporters.insert(0, JsonlReporter(run_dir / "metrics.jsonl"))
+    if ray.train.get_context().get_world_rank() == 0:  # the local logs first: a Ray upload may be cut short
+        reporters[:0] = [JsonlReporter(run_dir / "metrics.jsonl"), TensorBoardReporter(run_dir / "tensorboard")]
     reporter = Reporters(reporters)
     saved = ray.train.get_checkpoint()
     with saved.as_directory() if saved else contextlib.nullcontext(None) as ray_copy:

@@ -167,6 +167,11 @@ def test_optuna_searcher_runs_a_sweep_from_a_given_first_point(ray_cluster, tmp_
     lambdas = [np.array([r.config["lambda"][d] for d in DIMENSIONS]) for r in results]
     assert any(np.allclose(weights, 0.25) for weights in lambdas)
     assert all(np.isclose(weights.sum(), 1) for weights in lambdas)
+    # every trial's curves under one `tensorboard --logdir SWEEP/runs`; no second copy from Tune
+    trial_logs = list((config.sweep_dir() / "runs").glob("*/tensorboard/events.out.tfevents.*"))
+    assert len({path.parts[-3] for path in trial_logs}) == 2
+    assert not list((config.sweep_dir() / "tune").rglob("events.out.tfevents.*"))
+    assert list((config.sweep_dir() / "tune").rglob("progress.csv")) and list((config.sweep_dir() / "tune").rglob("result.json"))
 
 
 def test_a_sweep_maximises_the_lm_eval_mean_of_the_offline_benchmarks(ray_cluster, tmp_path):
