@@ -137,12 +137,16 @@ def write_outputs(config: SweepConfig, table: pd.DataFrame) -> dict[str, Path]:
     written = {"results": sweep_dir / RESULTS_FILE}
     table.to_csv(written["results"], index=False)
     title = f"λ sweep {config.name} ({config.searcher.name} searcher)"
-    written["objective_plot"] = plot_objective(table[OBJECTIVE], sweep_dir / "objective.png", mode=config.mode, label=config.objective, title=title)
+    columns = [f"lambda/{d}" for d in config.dimensions]
+    written["objective_plot"] = plot_objective(table[OBJECTIVE], sweep_dir / "objective.png", mode=config.mode, label=config.objective, title=title,
+                                               lambdas=table[columns].to_numpy(float), dimensions=config.dimensions)
     schedule = fitted_schedule(config, table)
     if schedule is not None:
         written["schedule"] = sweep_dir / "schedule.json"
         schedule.to_json(written["schedule"])
-        written["schedule_plot"] = plot_schedule(schedule, sweep_dir / "schedule.png")
+        numbers = [str(k + 1) for k in np.flatnonzero(np.isfinite(table[OBJECTIVE].astype(float)))]  # as in objective.png
+        score = config.objective if config.mode == "max" else f"−{config.objective} (minimised)"
+        written["schedule_plot"] = plot_schedule(schedule, sweep_dir / "schedule.png", labels=numbers, score_label=f"fitted {score}")
     return written
 
 
