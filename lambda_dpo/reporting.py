@@ -111,6 +111,7 @@ class ProgressReporter:
         self.task = None  # added at the first report, below the bars of the steps before training
         self.started = False
         self.training = PipedPhase(self.console, description, total_steps, self.PIPED_EVERY_S)
+        self.phase_ended = time.monotonic()  # training starts when the phases before it end, not at its first report
 
     def _start(self) -> None:
         if not self.started and not self.piped:  # started by the first use, so set-up errors print cleanly
@@ -125,6 +126,7 @@ class ProgressReporter:
                 yield item
                 phase.update(done)
             phase.finish()
+            self.phase_ended = time.monotonic()
             return
         self._start()
         task = self.progress.add_task(description, total=total, latest="")
@@ -135,7 +137,7 @@ class ProgressReporter:
     def report(self, metrics, *, step, checkpoint=None):
         latest = "  ".join(f"{name}={metrics[name]:.4g}" for name in self.SHOWN if name in metrics)
         if self.piped:
-            self.training.update(step, latest)
+            self.training.update(step, latest, started=self.phase_ended)
             return
         self._start()
         if self.task is None:
@@ -157,10 +159,11 @@ class PipedPhase:
         self.started = self.shown = None
         self.done, self.latest = 0, ""
 
-    def update(self, done: int, latest: str = "") -> None:
+    def update(self, done: int, latest: str = "", *, started: float | None = None) -> None:
+        """``done`` of ``total`` so far; ``started``: when the phase began, if before this first update."""
         now = time.monotonic()
         if self.started is None:
-            self.started = self.shown = now
+            self.started, self.shown = started if started is not None else now, now
             self.console.print(f"{self.description}: started")
         self.done, self.latest = done, latest or self.latest
         if now - self.shown >= self.every_s:
