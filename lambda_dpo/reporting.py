@@ -121,6 +121,7 @@ class ProgressReporter:
     def track(self, iterable, *, total: int, description: str):
         """Iterate ``iterable`` with a bar of its own above the training bar (a step before training)."""
         if self.piped:
+            self.training.finish()  # a phase after training has begun (the final generation): training is over
             phase = PipedPhase(self.console, description, total, self.PIPED_EVERY_S)
             for done, item in enumerate(iterable, start=1):
                 yield item
@@ -158,10 +159,13 @@ class PipedPhase:
         self.console, self.description, self.total, self.every_s = console, description, total, every_s
         self.started = self.shown = None
         self.done, self.latest = 0, ""
+        self.finished = False
 
     def update(self, done: int, latest: str = "", *, started: float | None = None) -> None:
         """``done`` of ``total`` so far; ``started``: when the phase began, if before this first update."""
         now = time.monotonic()
+        if self.finished:  # the final evaluation's report, after training's own lines
+            return
         if self.started is None:
             self.started, self.shown = started if started is not None else now, now
             self.console.print(f"{self.description}: started")
@@ -171,9 +175,9 @@ class PipedPhase:
             self.console.print(self._line(now))
 
     def finish(self) -> None:
-        if self.started is not None:
+        if self.started is not None and not self.finished:
             self.console.print(self._line(time.monotonic(), finished=True))
-            self.started = None
+            self.finished = True
 
     def _line(self, now: float, finished: bool = False) -> str:
         elapsed = now - self.started

@@ -36,9 +36,14 @@ def test_progress_is_plain_lines_when_the_console_is_not_a_terminal(monkeypatch)
     assert list(reporter.track(iter("abc"), total=3, description="reference log-probs")) == ["a", "b", "c"]
     for step in (1, 2, 4):
         reporter.report({"train/loss": 1.0 / step}, step=step)
+    list(reporter.track(iter("xy"), total=2, description="generating"))  # the final evaluation's generation
+    reporter.report({"train/loss": 0.25, "top1_accuracy/mixed": 0.5}, step=4)  # and its report, after it
     reporter.close()
     lines = out.getvalue().splitlines()
     assert lines[0] == "reference log-probs: started" and lines[1].startswith("reference log-probs: 3/3 (done in ")
     assert lines[2] == "training: started" and any(line.startswith("training: 2/4 (") and "about" in line for line in lines)
-    assert lines[-1].startswith("training: 4/4 (done in ") and lines[-1].endswith("train/loss=0.25")
+    done = [line for line in lines if line.startswith("training: 4/4 (done in ")]
+    assert len(done) == 1 and done[0].endswith("train/loss=0.25")  # training's time excludes the generation after it
+    assert lines.index(done[0]) < lines.index("generating: started") and lines[-1].startswith("generating: 2/2 (done in ")
+    assert sum(line == "training: started" for line in lines) == 1
     assert not any("━" in line for line in lines)  # no bar drawn into the log
