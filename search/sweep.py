@@ -79,8 +79,11 @@ def check_sweep_directory(config: SweepConfig, *, resume: bool, reach_remote: bo
         if not restorable:
             raise FileNotFoundError(f"{sweep_dir}: no Tune state under {tune_path} to continue from (did the sweep start?)")
         return f"sweep directory: {sweep_dir} (continued from {tune_path})"
-    if (sweep_dir / RESULTS_FILE).exists() or restorable:
+    if (sweep_dir / RESULTS_FILE).exists():
         raise FileExistsError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir} or choose another name")
+    if restorable:  # Ray's storage is <storage_path>/<name>, whatever output_dir says
+        raise FileExistsError(f"{tune_path} holds the Tune state of another sweep named {config.name!r}; "
+                              f"continue that one with --resume, or choose another name or storage_path")
     return f"sweep directory: {sweep_dir} (new)"
 
 

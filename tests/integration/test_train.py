@@ -357,7 +357,7 @@ def test_final_metrics_keep_training_and_evaluation_throughput_apart_and_set_up_
     assert {"train/tokens_per_second", "train/peak_memory_mb", "eval/tokens_per_second", "eval/peak_memory_mb"} <= set(final)
     assert "tokens_per_second" not in final and "peak_memory_mb" not in final
     assert final["train/tokens_per_second"] != final["eval/tokens_per_second"]
-    assert reporter.tracked == [("SFT warm start", 4), ("reference log-probs (train, 128 prompts)", 8), ("reference log-probs (eval, 32 prompts)", 2)]
+    assert reporter.tracked == [("SFT warm start", 4), ("reference log-probs (train: 128 prompts, batches of 16)", 8), ("reference log-probs (eval: 32 prompts, batches of 16)", 2)]
     again = RecordingReporter()
     train(config, reporter=again, resume_from=tmp_path / "run" / "checkpoints" / "step-6")
     assert again.tracked == []  # the reference weights and log-probs are read back, not computed

@@ -20,7 +20,9 @@ def test_every_shipped_yaml_is_listed_with_its_summary(capsys):
 
 def test_names_resolve_with_or_without_kind_and_ambiguity_is_named():
     assert shipped_config("train/tiny.yaml") == shipped_config("train/tiny") == shipped_configs()["train/tiny"]
-    assert shipped_config("smollm2-135m-verifiable").name == "smollm2-135m-verifiable.yaml"
+    assert shipped_config("tiny-conditioned").name == "tiny-conditioned.yaml"  # one kind has it
+    with pytest.raises(ConfigError, match="names 2 shipped configs .*train/smollm2-135m-verifiable, sweep/smollm2-135m-verifiable"):
+        shipped_config("smollm2-135m-verifiable")
     with pytest.raises(ConfigError, match="names 3 shipped configs .*train/tiny, sweep/tiny, eval/tiny"):
         shipped_config("tiny")
     with pytest.raises(ConfigError, match="no shipped config 'nope'"):

@@ -26,7 +26,7 @@ def test_every_train_config_passes_dry_run(path, capsys, tmp_path):
 
 @pytest.mark.parametrize("path", SWEEP_CONFIGS, ids=lambda p: p.name)
 def test_every_sweep_config_passes_dry_run(path, capsys, tmp_path):
-    assert main(["sweep", str(path), f"output_dir={tmp_path / 'sweep'}", "--dry-run"]) == 0
+    assert main(["sweep", str(path), f"output_dir={tmp_path / 'sweep'}", f"storage_path={tmp_path / 'ray'}", "--dry-run"]) == 0  # runs/sweeps of this clone may hold sweeps
     out = capsys.readouterr().out
     assert "sweep config valid" in out and "searcher:" in out and "resources:" in out
 
@@ -123,11 +123,19 @@ def test_dry_run_refuses_what_the_run_would_refuse(tmp_path, capsys):
 
 
 def test_sweep_dry_run_refuses_an_existing_sweep_and_a_resume_with_nothing_to_continue(tmp_path, capsys):
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir, storage = tmp_path / "sweep", f"storage_path={tmp_path / 'ray'}"
     sweep_dir.mkdir()
     (sweep_dir / "results.csv").write_text("trial_id\n")
-    assert main(["sweep", TINY_SWEEP, f"output_dir={sweep_dir}", "--dry-run"]) == 2
+    assert main(["sweep", TINY_SWEEP, f"output_dir={sweep_dir}", storage, "--dry-run"]) == 2
     assert "already holds a sweep; continue it with --resume" in capsys.readouterr().err
-    save_config(load_sweep_config(TINY_SWEEP, [f"output_dir={sweep_dir}", f"storage_path={tmp_path / 'ray'}"]), sweep_dir, CONFIG_FILE)
+    save_config(load_sweep_config(TINY_SWEEP, [f"output_dir={sweep_dir}", storage]), sweep_dir, CONFIG_FILE)
     assert main(["sweep", "--resume", str(sweep_dir), "--dry-run"]) == 2
     assert "no Tune state" in capsys.readouterr().err
+    tune_state = tmp_path / "ray" / "tiny" / "tune"
+    tune_state.mkdir(parents=True)
+    (tune_state / "tuner.pkl").write_bytes(b"x")  # what Tuner.can_restore looks for
+    assert main(["sweep", "--resume", str(sweep_dir), "--dry-run"]) == 0
+    assert "continued from" in capsys.readouterr().out
+    # another output_dir does not make Ray's storage (<storage_path>/<name>) another one
+    assert main(["sweep", TINY_SWEEP, f"output_dir={tmp_path / 'elsewhere'}", storage, "--dry-run"]) == 2
+    assert "holds the Tune state of another sweep named 'tiny'" in " ".join(capsys.readouterr().err.split())
