@@ -121,7 +121,7 @@ class ProgressReporter:
     def track(self, iterable, *, total: int, description: str):
         """Iterate ``iterable`` with a bar of its own above the training bar (a step before training)."""
         if self.piped:
-            self.training.finish()  # a phase after training has begun (the final generation): training is over
+            self.training.finish(completed=True)  # a phase after training has begun (the final generation): training is over
             phase = PipedPhase(self.console, description, total, self.PIPED_EVERY_S)
             for done, item in enumerate(iterable, start=1):
                 yield item
@@ -174,7 +174,10 @@ class PipedPhase:
             self.shown = now
             self.console.print(self._line(now))
 
-    def finish(self) -> None:
+    def finish(self, *, completed: bool = False) -> None:
+        """The phase's last line; ``completed``: it ran to its total (its last step may not have been reported yet)."""
+        if completed and self.total:
+            self.done = self.total
         if self.started is not None and not self.finished:
             self.console.print(self._line(time.monotonic(), finished=True))
             self.finished = True

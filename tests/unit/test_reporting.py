@@ -34,8 +34,9 @@ def test_progress_is_plain_lines_when_the_console_is_not_a_terminal(monkeypatch)
     reporter = ProgressReporter(4, console=console)
     monkeypatch.setattr(reporter.training, "every_s", 0.0)
     assert list(reporter.track(iter("abc"), total=3, description="reference log-probs")) == ["a", "b", "c"]
-    for step in (1, 2, 4):
+    for step in (1, 2, 3):
         reporter.report({"train/loss": 1.0 / step}, step=step)
+    reporter.report({"train/loss": 0.25}, step=3)  # the last step's own report comes with the final evaluation
     list(reporter.track(iter("xy"), total=2, description="generating"))  # the final evaluation's generation
     reporter.report({"train/loss": 0.25, "top1_accuracy/mixed": 0.5}, step=4)  # and its report, after it
     reporter.close()
