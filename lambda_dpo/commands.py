@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import math
+import shutil
 from pathlib import Path
 
 from rich.markup import escape
@@ -148,8 +148,9 @@ def command_evaluate(args) -> int:
     dimensions, eval_lambda = checked_lambda(checkpoint, args.eval_lambda)
     if args.steerability and eval_lambda is not None:
         raise ValueError("--steerability evaluates at every vertex and the centroid; leave --lambda out")
+    used = eval_lambda if eval_lambda is not None else run_lambda(checkpoint, len(dimensions))
     if args.generate:
-        return evaluate_by_generation(args, checkpoint, dimensions, eval_lambda, console)
+        return evaluate_by_generation(args, checkpoint, dimensions, eval_lambda, used, console)
     if args.reference:
         raise ValueError("--reference scores the reference model's generations: use it with --generate")
     out = Path(args.out) if args.out else checkpoint / ("steerability.json" if args.steerability else f"evaluation{lambda_suffix(eval_lambda)}.json")
@@ -164,7 +165,6 @@ def command_evaluate(args) -> int:
         console.print(f"steerability: {result.score:.4f}   top1_accuracy/mixed at the centroid: {result.centroid['top1_accuracy/mixed']:.4f}")
         payload = {"dimensions": result.dimensions, "accuracy": result.accuracy.tolist(), "steerability": result.score, "centroid": result.centroid}
     else:
-        used = eval_lambda if eval_lambda is not None else run_lambda(checkpoint, len(dimensions))
         console.print(metrics_table(metrics, title=f"evaluation of {checkpoint} at {lambda_label(dimensions, used)}"))
         payload = {"lambda": used, "lambda_given": eval_lambda is not None, "metrics": metrics}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def command_evaluate(args) -> int:
     return 0
 
 
-def evaluate_by_generation(args, checkpoint: Path, dimensions: list[str], eval_lambda, console) -> int:
+def evaluate_by_generation(args, checkpoint: Path, dimensions: list[str], eval_lambda, used: list[float], console) -> int:
     """``evaluate --generate``: greedy responses to the held-out prompts, scored by the verifiers."""
     from lambda_dpo.train import checkpoint_generations, write_rows
 
@@ -187,7 +187,6 @@ def evaluate_by_generation(args, checkpoint: Path, dimensions: list[str], eval_l
     finally:
         reporter.close()
     which = "the reference model of " if args.reference else ""
-    used = eval_lambda if eval_lambda is not None else run_lambda(checkpoint, len(dimensions))
     console.print(generation_table(scores, title=f"generations of {which}{checkpoint} at {lambda_label(dimensions, used)}, scored by the verifiers (95% bootstrap interval over prompts)"))
     rows_path = out.with_suffix(".jsonl")
     write_rows(rows_path, scores.rows)

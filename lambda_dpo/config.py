@@ -99,6 +99,7 @@ def shipped_path(value: str | None) -> str | None:
 
 
 SHIPPED_CONFIG_KINDS = ("train", "sweep", "eval")
+SUMMARY_CHARS = 110  # a config's one-line summary in `configs list`
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -131,9 +132,6 @@ def config_summary(path: Path) -> str:
     end = re.search(r"\.(\s|$)", text)
     text = text[: end.start() + 1] if end else text
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + " …"
-
-
-SUMMARY_CHARS = 110
 
 
 def map_path_fields(config: T, function) -> T:

@@ -753,13 +753,19 @@ def load_checkpoint_config(checkpoint: Path) -> TrainConfig:
     return load_config(TrainConfig, checkpoint / "config.yaml")
 
 
+def open_checkpoint(checkpoint: str | Path) -> tuple[Path, TrainConfig, Path]:
+    """``(checkpoint, config, run_dir)`` of a saved checkpoint, with this process set to the run's
+    ``threads`` (on its default thread count, evaluation ran 10x slower on 2 cores)."""
+    checkpoint = Path(checkpoint)
+    config = load_checkpoint_config(checkpoint)
+    use_threads(config)
+    return checkpoint, config, checkpoint.parent.parent
+
+
 def load_checkpoint_policy(checkpoint: str | Path, *, reference: bool = False):
     """``(config, tokenizer, model)`` of a saved checkpoint, in eval mode on the run's device;
     with ``reference`` the run's reference model (what the fine-tune started from) instead."""
-    checkpoint = Path(checkpoint)
-    config = load_checkpoint_config(checkpoint)
-    use_threads(config)  # as the run was trained: evaluation on its default thread count ran 10x slower on 2 cores
-    run_dir = checkpoint.parent.parent
+    checkpoint, config, run_dir = open_checkpoint(checkpoint)
     tokenizer = load_tokenizer(config.model, saved=run_dir / "tokenizer")
     base = load_run_base(config, run_dir)
     model = base if reference else load_policy(config, base, checkpoint)
@@ -775,10 +781,7 @@ def load_run_base(config: TrainConfig, run_dir: Path):
 def checkpoint_setup(checkpoint: Path, *, data: str | None = None) -> tuple[RunSetup, str]:
     """The set-up of a saved checkpoint's run with one split, "eval": the run's held-out split, or
     ``data`` (any source); and the name its reference log-probs are cached under."""
-    checkpoint = Path(checkpoint)
-    config = load_checkpoint_config(checkpoint)
-    use_threads(config)  # as the run was trained: evaluation on its default thread count ran 10x slower on 2 cores
-    run_dir = checkpoint.parent.parent
+    checkpoint, config, run_dir = open_checkpoint(checkpoint)
     if data is None:
         examples, cache_name = load_datasets(config)[1], "eval"
     else:

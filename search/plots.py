@@ -33,8 +33,7 @@ class Marks:
     def of(cls, scheduler: PolynomialScheduler, labels: Sequence[str] | None) -> "Marks":
         observed = scheduler.observed_lambdas_
         labels = list(labels) if labels is not None else [str(k + 1) for k in range(len(observed))]
-        candidates = scheduler.candidates_
-        return cls(observed, labels, observed[int(np.argmax(scheduler.observed_scores_))], candidates[int(np.argmax(scheduler.predict(candidates)))])
+        return cls(observed, labels, observed[int(np.argmax(scheduler.observed_scores_))], scheduler.best_candidate())
 
 
 def _mark(axes, marks: Marks, project) -> None:

@@ -27,7 +27,7 @@ from lambda_dpo.checkpoints import TRAINING_STATE, checkpoint_problem, checkpoin
 from lambda_dpo.console import logger
 from lambda_dpo.train import TrainConfig, train
 from search.searcher import trial_lambda
-from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
+from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, TUNE_EXPERIMENT, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
 
 
 def run_sweep(config: SweepConfig, *, resume: bool = False):
@@ -36,7 +36,6 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     sweep_dir = config.sweep_dir()
-    tune_path = f"{config.ray_storage()}/tune"
     # Save the experiment state (searcher included) every few seconds, not Tune's ≥ 10 s, so a
     # driver killed just after a trial finished does not leave that trial to be run again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
@@ -47,7 +46,7 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
     check_sweep_directory(config, resume=resume)
     connect_ray()
     if resume:
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable(config), resume_unfinished=True, resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(config.tune_path(), trainable=trainable(config), resume_unfinished=True, resume_errored=False, restart_errored=False)
     else:
         save_config(config, sweep_dir, CONFIG_FILE)
         tuner = tune.Tuner(
@@ -59,7 +58,7 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
                 max_concurrent_trials=config.searcher.max_concurrent,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=tune.RunConfig(name="tune", storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+            run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1,
                                       callbacks=[CSVLoggerCallback(), JsonLoggerCallback()]),
         )
     return tuner.fit()
@@ -71,7 +70,7 @@ def check_sweep_directory(config: SweepConfig, *, resume: bool, reach_remote: bo
     ``reach_remote`` remote storage is not asked (a dry-run stays off the network)."""
     from ray import tune
 
-    sweep_dir, tune_path = config.sweep_dir(), f"{config.ray_storage()}/tune"
+    sweep_dir, tune_path = config.sweep_dir(), config.tune_path()
     if config.remote_storage and not reach_remote:
         return f"sweep directory: {sweep_dir}; Tune state in {tune_path} (remote: looked up when the sweep starts)"
     restorable = tune.Tuner.can_restore(tune_path)

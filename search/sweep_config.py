@@ -27,6 +27,7 @@ LAMBDA_MODES = ("fixed", "dirichlet")
 CONFIG_FILE = "sweep.yaml"
 RESULTS_FILE = "results.csv"
 OBJECTIVE = "objective"
+TUNE_EXPERIMENT = "tune"  # Tune's experiment name under ray_storage()
 
 
 @dataclass
@@ -125,6 +126,10 @@ class SweepConfig:
         if self.remote_storage:
             return f"{self.storage_path.rstrip('/')}/{self.name}"
         return str(Path(self.storage_path, self.name).absolute())
+
+    def tune_path(self) -> str:
+        """Tune's experiment (with the searcher state): what ``--resume`` restores."""
+        return f"{self.ray_storage()}/{TUNE_EXPERIMENT}"
 
 
 def load_sweep_config(path: str | Path | None, overrides=()) -> SweepConfig:
