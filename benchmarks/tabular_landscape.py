@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lambda_dpo.train import train
-from search.scheduler import simplex_grid
+from search.lambda_scheduler import simplex_grid
 from search.sweep_config import load_sweep_config, trial_train_config
 
 DEFAULT_OUT = Path(__file__).parent / "data" / "tiny_landscape.csv"

@@ -1,6 +1,6 @@
 """Tune our searcher's scheduler settings on the search-efficiency landscapes.
 
-Each setting (``SchedulerSettings`` overrides) runs ours on every landscape over *tuning* seeds
+Each setting (``LambdaSchedulerSettings`` overrides) runs ours on every landscape over *tuning* seeds
 (1000 onwards by default: the reported table uses seeds 0–29, so the defaults are not fitted to
 the seeds they are judged on). Random Dirichlet and Optuna TPE run once on the same seeds as
 the yardsticks. Prints, per setting, the median regret at 20 trials on each landscape and two
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from search_efficiency import KINDS, LandscapeSpec, parse_overrides, run_all, summarise  # noqa: E402
+from search_efficiency import KINDS, TARGET_TRIALS, LandscapeSpec, SearchTask, parse_overrides, run_all, summarise  # noqa: E402
 
 GRID = [
     "",
@@ -38,17 +38,18 @@ GRID = [
 ]
 
 
-def evaluate(settings: list[str], seeds: range, jobs: int, kinds=KINDS, at: int = 20) -> pd.DataFrame:
+def evaluate(settings: list[str], seeds: range, jobs: int, kinds=KINDS, at: int = TARGET_TRIALS, concurrency: int = 1, yardsticks=("random", "optuna-tpe")) -> pd.DataFrame:
+    """Median regret after ``at`` trials: a row per setting of ours, then one per yardstick searcher."""
     specs = [LandscapeSpec(kind, m, noisy) for m in (3, 4) for kind in kinds for noisy in (False, True)]
     rows = []
-    baselines = [(spec, name, seed, 40, {}) for spec in specs for name in ("random", "optuna-tpe") for seed in seeds]
-    ours = [(spec, "ours", seed, 40, parse_overrides(text.split())) for text in settings for spec in specs for seed in seeds]
+    baselines = [SearchTask(spec, name, seed, at, {}, concurrency) for spec in specs for name in yardsticks for seed in seeds]
+    ours = [SearchTask(spec, "ours", seed, at, parse_overrides(text.split()), concurrency) for text in settings for spec in specs for seed in seeds]
     runs = run_all(baselines + ours, jobs)
     runs["setting"] = [""] * len(baselines) + [text for text in settings for _ in specs for _ in seeds]
     for setting, group in runs[runs["searcher"] == "ours"].groupby("setting", sort=False):
         medians = summarise(group, budgets=(at,)).set_index("landscape")["median"]
         rows.append(medians.rename(setting or "(defaults)"))
-    for name in ("random", "optuna-tpe"):
+    for name in yardsticks:
         rows.append(summarise(runs[runs["searcher"] == name], budgets=(at,)).set_index("landscape")["median"].rename(name))
     return pd.DataFrame(rows)
 
@@ -59,9 +60,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--concurrency", type=int, default=1, help="trials per round (search_efficiency.py --concurrency)")
+    parser.add_argument("--yardsticks", nargs="+", default=["random", "optuna-tpe"], choices=["random", "optuna-tpe", "optuna-gp"])
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
-    table = evaluate(args.settings, range(args.first_seed, args.first_seed + args.seeds), args.jobs, args.kinds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    table = evaluate(args.settings, seeds, args.jobs, args.kinds, concurrency=args.concurrency, yardsticks=args.yardsticks)
     random = table.loc["random"]
     ratio = table / random
     not_multimodal = [c for c in table.columns if not c.startswith("multimodal")]

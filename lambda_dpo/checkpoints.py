@@ -2,7 +2,7 @@
 rotated away while they are the last good one, and loaded without running pickled code.
 
 A checkpoint is ``RUN_DIR/checkpoints/step-N/``: the weights (safetensors), ``training_state.pt``
-(optimizer, scheduler and RNG state: tensors and plain containers only), ``config.yaml`` and,
+(optimizer, learning-rate schedule and RNG state: tensors and plain containers only), ``config.yaml`` and,
 written last, ``manifest.json`` (each file's size and SHA-256, and whether every weight was
 finite). It is written as ``step-N.partial`` and renamed, so a kill mid-save leaves no
 ``step-N``. See docs/checkpoints.md.

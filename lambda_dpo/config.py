@@ -173,11 +173,14 @@ def read_yaml(path: str | Path):
 
 def check_sections(cls, layer, where: str, prefix: str = "") -> None:
     """A ConfigError naming the key where ``layer`` gives a plain value to a section (``optim: 3``),
-    which OmegaConf reports without the key."""
+    which OmegaConf reports without the key, or uses a key the section's ``RENAMED_KEYS`` lists."""
     import typing
 
     if not dataclasses.is_dataclass(cls) or not OmegaConf.is_dict(layer):
         return
+    for old, new in getattr(cls, "RENAMED_KEYS", {}).items():
+        if old in layer:
+            raise ConfigError(f"{where}: key {prefix + old!r} was renamed {prefix + new!r}: rename it in the file or the override")
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
         kind = hints.get(item.name)

@@ -5,8 +5,12 @@ user should know but that does not stop the run (prompts cut to fit, a skipped s
 ``lambda_dpo`` logger; the CLI shows it as ``warning: …`` lines on stderr.
 """
 
+import contextlib
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import IO, Iterator
 
 from rich.console import Console
 
@@ -14,10 +18,10 @@ PIPED_WIDTH = 120
 logger = logging.getLogger("lambda_dpo")
 
 
-def make_console() -> Console:
-    """A console for people; when piped, lines of text are never wrapped (a log line stays one
-    line whatever its length) and tables get at least 120 columns."""
-    console = Console()
+def make_console(file: IO[str] | None = None) -> Console:
+    """A console for people (on ``file``, default stdout); when piped, lines of text are never
+    wrapped (a log line stays one line whatever its length) and tables get at least 120 columns."""
+    console = Console(file=file)
     if not console.is_terminal:
         console.width = max(console.width, PIPED_WIDTH)
         console.soft_wrap = True
@@ -33,3 +37,28 @@ def show_warnings() -> None:
         logger.addHandler(handler)
     logging.addLevelName(logging.WARNING, "warning")
     logger.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def output_to_file(path: Path) -> Iterator[IO[str]]:
+    """Send everything written to this process's stdout and stderr to ``path`` (appended) and
+    yield a text stream on the terminal they were on. It works on the file descriptors, not on
+    ``sys.stdout``: Ray's C++ core and its forwarding of worker output write to fds 1 and 2."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+    try:
+        with open(path, "a") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield terminal
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        terminal.close()

@@ -191,7 +191,7 @@ def parse_schedule(payload: dict, *, source: str = "schedule") -> Schedule:
 
 
 def read_schedule(path: str | Path) -> Schedule:
-    """Read a schedule JSON written by ``search.scheduler.PolynomialScheduler.to_json``."""
+    """Read a schedule JSON written by ``search.lambda_scheduler.PolynomialScheduler.to_json``."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text())

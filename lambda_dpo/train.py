@@ -255,13 +255,13 @@ def make_optimizer(model, optim: OptimConfig, *, learning_rate: float | None = N
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate or optim.learning_rate, weight_decay=optim.weight_decay)
     total = total_steps or optim.max_steps
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(optim.warmup_ratio * total), total)
-    return optimizer, scheduler
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, int(optim.warmup_ratio * total), total)
+    return optimizer, lr_schedule
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, config: TrainConfig) -> Path:
-    """``checkpoints/step-N``: weights, optimizer/scheduler/RNG state and config (lambda_dpo.checkpoints)."""
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, lr_schedule, config: TrainConfig) -> Path:
+    """``checkpoints/step-N``: weights, optimizer, learning-rate schedule and RNG state, and config (lambda_dpo.checkpoints)."""
+    state = {"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict(), "rng": rng_state()}
     return checkpoints.save_checkpoint(run_dir, step, model, state, lambda directory: save_config(config, directory), keep=config.keep_checkpoints)
 
 
@@ -370,7 +370,7 @@ def sft_warm_start(base, setup: RunSetup):
     config, conditioner = setup.config, setup.conditioners["train"]
     model = add_lora(base, config.model.lora) if config.model.lora.enabled else base
     model.train()
-    optimizer, scheduler = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
+    optimizer, lr_schedule = make_optimizer(model, config.optim, learning_rate=config.sft.learning_rate, total_steps=config.sft.steps)
     prompt_forms = [None] if conditioner is None else [conditioner, None]
     for step in track(setup.reporter, range(config.sft.steps), total=config.sft.steps, description="SFT warm start"):
         indices, epoch = batch_order(len(setup.encoded["train"]), config.sft.batch_size, config.seed + 1, step)
@@ -380,7 +380,7 @@ def sft_warm_start(base, setup: RunSetup):
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
         optimizer.step()
-        scheduler.step()
+        lr_schedule.step()
         optimizer.zero_grad(set_to_none=True)
     return model.merge_and_unload() if is_lora(model) else model
 
@@ -535,8 +535,8 @@ def train(
         enable_gradient_checkpointing(model)
     model.train()
     trainable = data_parallel(ResponseScorer(model), device)  # the unwrapped `model` evaluates and is saved
-    optimizer, scheduler = make_optimizer(model, config.optim)
-    start_step = restore_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
+    optimizer, lr_schedule = make_optimizer(model, config.optim)
+    start_step = restore_training_state(resume_from, optimizer, lr_schedule) if resume_from is not None else 0
 
     optim, log = config.optim, TrainingLog()
     eval_lambda = setup.eval_lambda()
@@ -552,19 +552,19 @@ def train(
             if optim.on_nonfinite == "raise":
                 raise NonFiniteError(message)
             logger.warning(message + "; the step's update is skipped (optim.on_nonfinite: skip)")
-        scheduler.step()
+        lr_schedule.step()
         optimizer.zero_grad(set_to_none=True)
         log.add(step, step_loss, grad_norm, tokens, time.perf_counter() - started, finite)
 
         metrics = {}
         if step % config.log_every == 0 or step == optim.max_steps:
-            metrics = log.flush(grad_norm, scheduler.get_last_lr()[0], device)
+            metrics = log.flush(grad_norm, lr_schedule.get_last_lr()[0], device)
         if config.eval.every and step % config.eval.every == 0 and step != optim.max_steps:
             metrics |= {name if name.startswith("eval/") else f"eval/{name}": value for name, value in held_out_metrics(model, setup, caches["eval"], eval_lambda).items()}
         checkpoint = None
         saving = config.save_every and step % config.save_every == 0 or step == optim.max_steps
         if saving and rank == 0:
-            checkpoint = save_checkpoint(run_dir, step, model, optimizer, scheduler, config)
+            checkpoint = save_checkpoint(run_dir, step, model, optimizer, lr_schedule, config)
         if step == optim.max_steps:
             final = final_evaluation(setup, model, caches["eval"], benchmark_tasks)
             if rank == 0:
@@ -579,11 +579,11 @@ def train(
     return TrainResult(run_dir=run_dir, checkpoint=latest_checkpoint(run_dir), metrics=final)
 
 
-def restore_training_state(checkpoint: Path, optimizer, scheduler) -> int:
-    """Optimizer, scheduler and RNG state of ``checkpoint``; returns its step."""
+def restore_training_state(checkpoint: Path, optimizer, lr_schedule) -> int:
+    """Optimizer, learning-rate schedule and RNG state of ``checkpoint``; returns its step."""
     state = load_training_state(checkpoint)
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    lr_schedule.load_state_dict(state["scheduler" if "scheduler" in state else "lr_schedule"])  # "scheduler": checkpoints before the rename
     set_rng_state(state["rng"])
     return state["step"]
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from search.scheduler import PolynomialScheduler, effective_sample_size  # noqa: F401  (the notebooks use it from here)
+from search.lambda_scheduler import PolynomialScheduler, effective_sample_size  # noqa: F401  (the notebooks use it from here)
 from search.searcher import LAMBDA_KEY
-from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, load_sweep_config
+from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, load_sweep_config, warm_start_rows
 
 EXAMPLE = Path(__file__).parent / "examples" / "tiny-sweep"  # a real `make demo` sweep, shipped
 
@@ -68,7 +68,7 @@ class SweepResults:
 
     def fit(self, **settings) -> PolynomialScheduler | None:
         """The sweep's scheduler refitted on the finished trials; ``settings`` override its own."""
-        config = dataclasses.replace(self.config, scheduler=dataclasses.replace(self.config.scheduler, **settings))
+        config = dataclasses.replace(self.config, lambda_scheduler=dataclasses.replace(self.config.lambda_scheduler, **settings))
         return fitted_schedule(config, self.table)
 
 
@@ -92,31 +92,42 @@ def at_temperature(scheduler: PolynomialScheduler, temperature: float) -> Polyno
 
 
 INTERRUPTED = "INTERRUPTED"  # stopped before its end (Ctrl-C, a killed driver): `sweep --resume` continues it
+STOPPED = "STOPPED"  # ended early by the trial scheduler (ASHA): its objective is not a final one
 
 
-def trial_status(result) -> str:
-    """ERROR, TERMINATED (ran to its end: Tune marked its last result done) or INTERRUPTED."""
+def trial_status(result, stopped: bool = False) -> str:
+    """ERROR, TERMINATED (ran to its end: Tune marked its last result done), STOPPED (early
+    stopping ended it: ``stopped``) or INTERRUPTED."""
     if result.error:
         return "ERROR"
-    return "TERMINATED" if (result.metrics or {}).get("done") else INTERRUPTED
+    if (result.metrics or {}).get("done"):
+        return "TERMINATED"
+    return STOPPED if stopped else INTERRUPTED
+
+
+WARM_START = "WARM_START"  # the status of a row taken from searcher.warm_start
 
 
 def results_table(config: SweepConfig, results) -> pd.DataFrame:
     """One row per trial in creation order: id, status, λ, objective (of finished trials only),
-    table metrics, step."""
-    rows = []
+    table metrics, step; the ``searcher.warm_start`` rows first, as the searcher saw them."""
+    from search.trial_log import stopped_trials
+
+    stopped = frozenset(stopped_trials(config.sweep_dir()))
+    rows = [{"trial_id": f"warm-start-{k}", "status": WARM_START, **{f"lambda/{d}": w for d, w in zip(config.dimensions, weights)}, OBJECTIVE: score}
+            for k, (weights, score) in enumerate(zip(*warm_start_rows(config)))]
     for result in sorted(results, key=lambda r: Path(r.path).name):
         trial_config = result.config or {}
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.rsplit("-", 1)[-1]
-        row = {"trial_id": trial_id, "status": trial_status(result)}
+        row = {"trial_id": trial_id, "status": trial_status(result, trial_id in stopped)}
         weights = trial_config.get(LAMBDA_KEY, {})
         row |= {f"lambda/{d}": weights.get(d, float("nan")) for d in config.dimensions}
         row[OBJECTIVE] = metrics.get(OBJECTIVE, float("nan")) if row["status"] == "TERMINATED" else float("nan")
         row |= {name: metrics.get(name, float("nan")) for name in config.table_metrics}
         row["step"] = metrics.get("step", float("nan"))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).reindex(columns=["trial_id", "status", *(f"lambda/{d}" for d in config.dimensions), OBJECTIVE, *config.table_metrics, "step"])
 
 
 def fitted_schedule(config: SweepConfig, table: pd.DataFrame) -> PolynomialScheduler | None:
@@ -125,7 +136,7 @@ def fitted_schedule(config: SweepConfig, table: pd.DataFrame) -> PolynomialSched
         return None
     lambdas = finished[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
     sign = 1.0 if config.mode == "max" else -1.0
-    return config.scheduler.build(dimensions=config.dimensions, random_state=config.searcher.seed).fit(lambdas, sign * finished[OBJECTIVE].to_numpy(float))
+    return config.lambda_scheduler.build(dimensions=config.dimensions, random_state=config.searcher.seed).fit(lambdas, sign * finished[OBJECTIVE].to_numpy(float))
 
 
 def write_outputs(config: SweepConfig, table: pd.DataFrame) -> dict[str, Path]:

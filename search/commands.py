@@ -14,67 +14,14 @@ from lambda_dpo.console import make_console
 
 import dataclasses
 
-from search.scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, SchedulerSettings, effective_sample_size
+from search.observations import lambda_columns, read_csv, read_observations
+from search.lambda_scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, LambdaSchedulerSettings, effective_sample_size
 
-LAMBDA_PREFIX = "lambda/"
-
-
-def _column_for(dimension: str, columns: list[str]) -> str | None:
-    for name in (dimension, LAMBDA_PREFIX + dimension):
-        if name in columns:
-            return name
-    return None
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"CSV file not found: {path}")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a readable CSV table ({str(error).strip().splitlines()[0]})") from None
-
-
-def lambda_columns(table: pd.DataFrame, path, dimensions: list[str] | None, *, exclude: tuple[str, ...] = ()) -> tuple[list[str], np.ndarray]:
-    """λ columns of a table: the named dimensions (``dim`` or ``lambda/dim``), else every
-    ``lambda/*`` column, else every column not excluded. Errors name the file and columns."""
-    columns = list(table.columns)
-    if dimensions:
-        missing = [d for d in dimensions if _column_for(d, columns) is None]
-        if missing:
-            raise ValueError(f"{path}: no column for dimension(s) {missing}; columns are {columns}")
-        names = [_column_for(d, columns) for d in dimensions]
-    else:
-        names = [c for c in columns if c.startswith(LAMBDA_PREFIX)] or [c for c in columns if c not in exclude]
-        dimensions = [c.removeprefix(LAMBDA_PREFIX) for c in names]
-    if len(names) < 2:
-        raise ValueError(f"{path}: need at least two λ columns, found {names} (columns are {columns})")
-    for name in names:
-        if not pd.api.types.is_numeric_dtype(table[name]):
-            raise ValueError(f"{path}: column {name!r} is not numeric")
-    return list(dimensions), table[names].to_numpy(dtype=float)
-
-
-def read_observations(path: str | Path, score: str, dimensions: list[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(dimensions, lambdas [n, d], scores [n])`` from an observations CSV; rows without a finite
-    score (a sweep's errored or interrupted trials) are left out."""
-    table = read_csv(path)
-    if score not in table.columns:
-        raise ValueError(f"{path}: no score column {score!r} (set --score); columns are {list(table.columns)}")
-    dimensions, lambdas = lambda_columns(table, path, dimensions, exclude=(score,))
-    scores = pd.to_numeric(table[score], errors="coerce").to_numpy(dtype=float)
-    finite = np.isfinite(scores)
-    if not finite.all():
-        make_console().print(f"{path}: {int((~finite).sum())} of {len(scores)} rows have no finite {score} and are left out")
-    return dimensions, lambdas[finite], scores[finite]
-
-
-def _settings_from_args(args) -> tuple[SchedulerSettings, str | None]:
+def _settings_from_args(args) -> tuple[LambdaSchedulerSettings, str | None]:
     """The preset with every flag given on the command line on top of it, and the CSV of
     candidates to score when ``--candidates`` names one."""
     preset = PRESETS["paper" if args.paper else args.preset]
-    given = {item.name: getattr(args, item.name) for item in dataclasses.fields(SchedulerSettings) if getattr(args, item.name, None) is not None}
+    given = {item.name: getattr(args, item.name) for item in dataclasses.fields(LambdaSchedulerSettings) if getattr(args, item.name, None) is not None}
     candidates_file = given.pop("candidates") if given.get("candidates") not in (None, *CANDIDATE_KINDS) else None
     return dataclasses.replace(preset, **given), candidates_file
 
@@ -86,9 +33,9 @@ def _scheduler_from_args(args, dimensions: list[str]) -> PolynomialScheduler:
 
 
 def add_settings_flags(parser) -> None:
-    """A flag per :class:`SchedulerSettings` field, with its help and choices; unset flags keep the preset's value."""
+    """A flag per :class:`LambdaSchedulerSettings` field, with its help and choices; unset flags keep the preset's value."""
     defaults = PRESETS["default"]
-    for item in dataclasses.fields(SchedulerSettings):
+    for item in dataclasses.fields(LambdaSchedulerSettings):
         choices = item.metadata.get("choices")
         kind = {int: int, float: float}.get(type(getattr(defaults, item.name)), float if item.name == "local_bandwidth" else str)
         help_text = f"{item.metadata['help']} (default {getattr(defaults, item.name)})"
@@ -213,7 +160,7 @@ def sweep_table(config, table: pd.DataFrame) -> Table:
 def command_sweep(args) -> int:
     from search.analysis import INTERRUPTED, best_trial, centroid_trial, results_table, write_outputs
     from search.sweep import run_sweep
-    from search.sweep_config import OBJECTIVE, load_sweep_config, read_sweep_config
+    from search.sweep_config import OBJECTIVE, load_sweep_config, read_sweep_config, warm_start_rows
 
     console = make_console()
     if args.resume:
@@ -233,7 +180,9 @@ def command_sweep(args) -> int:
         return 0
     console.print(f"sweep directory: {config.sweep_dir()}" + (" (resuming)" if args.resume else ""))
     console.print(f"every trial's curves: tensorboard --logdir {config.sweep_dir() / 'runs'}")
-    table = results_table(config, run_sweep(config, resume=bool(args.resume)))
+    if config.searcher.warm_start:
+        console.print(f"warm start: {len(warm_start_rows(config)[1])} observations from {config.searcher.warm_start}")
+    table = results_table(config, run_sweep(config, resume=bool(args.resume), verbose=args.verbose))
     written = write_outputs(config, table)
     console.print(sweep_table(config, table))
     best, centroid = best_trial(config, table), centroid_trial(config, table)
@@ -262,4 +211,5 @@ def add_sweep_parser(subparsers) -> None:
         resume="continue an interrupted sweep from its directory",
         dry_run="check the config, the base fine-tune and the searcher without running anything",
     )
+    sweep.add_argument("--verbose", action="store_true", help="show Ray's and Ray Train's own output here (by default it goes to SWEEP_DIR/logs/ray.log)")
     sweep.set_defaults(handler=command_sweep)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from search.scheduler import PolynomialScheduler, simplex_grid
+from search.lambda_scheduler import PolynomialScheduler, simplex_grid
 
 SQRT3_2 = np.sqrt(3) / 2
 

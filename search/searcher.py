@@ -1,7 +1,7 @@
 """Ray Tune searchers over the λ simplex: thin adapters whose maths lives elsewhere.
 
 ``PolynomialLambdaSearcher`` is ours: it suggests the starting design (the m vertices and the
-centroid, or points the user gives), then refits :class:`~search.scheduler.PolynomialScheduler`
+centroid, or points the user gives), then refits :class:`~search.lambda_scheduler.PolynomialScheduler`
 on every completed trial and draws the next λ from its softmax distribution, never within
 ``tolerance`` of a λ already running, finished or errored. ``RandomLambdaSearcher`` (Dirichlet)
 and ``GridLambdaSearcher`` (the simplex lattice) share the bookkeeping, so the three compare
@@ -25,11 +25,12 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from lambda_dpo.lambdas import validate_lambda, validate_lambdas
-from search.scheduler import PolynomialScheduler, simplex_grid
+from search.lambda_scheduler import PolynomialScheduler, simplex_grid
 
 logger = logging.getLogger(__name__)
 
 LAMBDA_KEY = "lambda"
+EVALUATED_STEP = "evaluated_step"  # a trial result's key: the training step of its latest held-out evaluation
 STATE_FORMAT = "lambda-dpo-searcher/1"
 
 
@@ -74,6 +75,9 @@ class LambdaSearcher(Searcher):
     initial_points: λ rows suggested first (default: the subclass's design).
     tolerance: a proposal within this max-norm distance of a λ already running, finished or
         errored is not suggested again.
+    final_step: with early stopping (ASHA), the step of a finished trial's final evaluation. A
+        trial that completes with an earlier ``evaluated_step`` was stopped: its λ is taken, and
+        its score is kept apart from the final ones (:meth:`observed` says how it is used).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class LambdaSearcher(Searcher):
         num_trials: int = 8,
         initial_points: Optional[Sequence[Sequence[float]]] = None,
         tolerance: float = 0.02,
+        final_step: Optional[int] = None,
         random_state: Optional[int] = None,
     ):
         if mode not in ("min", "max"):
@@ -97,6 +102,7 @@ class LambdaSearcher(Searcher):
         self.dimensions = list(dimensions)
         self.num_trials = num_trials
         self.tolerance = tolerance
+        self.final_step = final_step
         m = len(self.dimensions)
         design = self.default_design(m) if initial_points is None else np.asarray(initial_points, dtype=float).reshape(-1, m)
         self.design = validate_lambdas(design, m, name="initial_points") if len(design) else design.reshape(0, m)
@@ -104,6 +110,8 @@ class LambdaSearcher(Searcher):
         self.live: dict[str, list[float]] = {}
         self.observations: list[dict] = []  # {"trial_id", "lambda", "score"} in completion order
         self.errored: list[dict] = []  # {"trial_id", "lambda", "reason"}
+        self.stopped: list[dict] = []  # {"trial_id", "lambda", "step", "score"}: stopped early, score not final
+        self.curves: dict[str, dict[str, float]] = {}  # trial → {evaluated step: objective} (with final_step)
         self.num_suggested = 0
 
     # --------------------------------------------------------------- what subclasses provide
@@ -142,6 +150,13 @@ class LambdaSearcher(Searcher):
         self.live[trial_id] = [float(w) for w in weights]
         return lambda_config(weights, self.dimensions)
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """With early stopping, each held-out evaluation is kept: the learning curves that put a
+        stopped trial's score on the final scale."""
+        score, step = result.get(self.metric), result.get(EVALUATED_STEP)
+        if self.final_step is not None and step and score is not None and math.isfinite(float(score)):
+            self.curves.setdefault(trial_id, {})[str(int(step))] = float(score)
+
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         weights = self.live.pop(trial_id, None)
         if weights is None:
@@ -152,19 +167,46 @@ class LambdaSearcher(Searcher):
             reason = "error" if error else f"result without a finite {self.metric!r}"
             self.errored.append({"trial_id": trial_id, "lambda": weights, "reason": reason})
             return
+        step = result.get(EVALUATED_STEP)
+        if self.final_step is not None and step is not None and int(step) < self.final_step:
+            self.stopped.append({"trial_id": trial_id, "lambda": weights, "step": int(step), "score": float(score)})
+            return
         self.observations.append({"trial_id": trial_id, "lambda": weights, "score": float(score)})
+
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False, pruned: bool = False, intermediate_values=None) -> None:
+        """Tune's way in for a trial run elsewhere (``searcher.warm_start``: an earlier sweep's
+        rows): it becomes an observation, its λ counts as taken, and a starting-design point it
+        covers is not run again. Only before the first suggestion, so the design stays in step."""
+        if self.num_suggested:
+            raise RuntimeError("evaluated points can only be added before the first suggestion")
+        weights = [float(w) for w in trial_lambda(parameters, self.dimensions)]
+        trial_id = f"warm-start-{len(self.observations) + len(self.errored)}"
+        if error or pruned or value is None or not math.isfinite(float(value)):
+            self.errored.append({"trial_id": trial_id, "lambda": weights, "reason": "error" if error else "pruned" if pruned else "no finite score"})
+        else:
+            self.observations.append({"trial_id": trial_id, "lambda": weights, "score": float(value)})
+        self.design = self.design[~self.is_taken(self.design)] if len(self.design) else self.design
 
     # --------------------------------------------------------------- what the searcher knows
 
     def observed(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(λ [n, m], scores [n])`` of the finished trials, in completion order."""
-        m = len(self.dimensions)
-        lambdas = np.array([o["lambda"] for o in self.observations], dtype=float).reshape(-1, m)
-        return lambdas, np.array([o["score"] for o in self.observations], dtype=float)
+        """``(λ [n, m], scores [n])`` to fit: the finished trials in completion order, then each
+        early-stopped trial whose score can be put on the final scale (:meth:`projected_final`)."""
+        rows = [(o["lambda"], o["score"]) for o in self.observations]
+        rows += [(s["lambda"], final) for s in self.stopped if (final := self.projected_final(s)) is not None]
+        lambdas = np.array([weights for weights, _ in rows], dtype=float).reshape(-1, len(self.dimensions))
+        return lambdas, np.array([score for _, score in rows], dtype=float)
+
+    def projected_final(self, stopped: dict) -> Optional[float]:
+        """A stopped trial's score at step s, shifted by the median gain from step s to the end of
+        the finished trials evaluated at s (learning curves assumed parallel); None while no
+        finished trial was evaluated at s: such a score is not fitted as if it were final."""
+        gains = [o["score"] - curve[str(stopped["step"])] for o in self.observations if str(stopped["step"]) in (curve := self.curves.get(o["trial_id"], {}))]
+        return stopped["score"] + float(np.median(gains)) if gains else None
 
     def taken(self) -> np.ndarray:
-        """Every λ already running, finished or errored."""
-        rows = [*self.live.values(), *(o["lambda"] for o in self.observations), *(e["lambda"] for e in self.errored)]
+        """Every λ already running, finished, stopped early or errored."""
+        rows = [*self.live.values(), *(o["lambda"] for o in self.observations), *(s["lambda"] for s in self.stopped), *(e["lambda"] for e in self.errored)]
         return np.array(rows, dtype=float).reshape(-1, len(self.dimensions))
 
     def is_taken(self, candidates: np.ndarray) -> np.ndarray:
@@ -195,10 +237,13 @@ class LambdaSearcher(Searcher):
             "mode": self.mode,
             "num_trials": self.num_trials,
             "tolerance": self.tolerance,
+            "final_step": self.final_step,
             "design": self.design.tolist(),
             "live": self.live,
             "observations": self.observations,
             "errored": self.errored,
+            "stopped": self.stopped,
+            "curves": self.curves,
             "num_suggested": self.num_suggested,
             "rng": self.rng.bit_generator.state,
             "settings": self.settings(),
@@ -213,6 +258,8 @@ class LambdaSearcher(Searcher):
         self.design = np.asarray(state["design"], dtype=float).reshape(-1, len(self.dimensions))
         self.live = {k: list(v) for k, v in state["live"].items()}
         self.observations, self.errored = list(state["observations"]), list(state["errored"])
+        self.final_step = state.get("final_step")  # .get: states saved before early stopping existed
+        self.stopped, self.curves = list(state.get("stopped", [])), dict(state.get("curves", {}))
         self.num_suggested = state["num_suggested"]
         self.rng.bit_generator.state = state["rng"]
         self.apply_settings(state["settings"])
@@ -227,43 +274,43 @@ class LambdaSearcher(Searcher):
 class PolynomialLambdaSearcher(LambdaSearcher):
     """The λ scheduler as a Tune searcher: refit on every completed trial, sample the next λ.
 
-    scheduler: an unfitted :class:`PolynomialScheduler` whose parameters are used for every fit
-        (its ``dimensions`` and ``random_state`` are set by the searcher).
+    lambda_scheduler: an unfitted :class:`PolynomialScheduler` whose parameters are used for every
+        fit (its ``dimensions`` and ``random_state`` are set by the searcher).
     """
 
-    def __init__(self, dimensions: Sequence[str], *, scheduler: Optional[PolynomialScheduler] = None, **kwargs):
+    def __init__(self, dimensions: Sequence[str], *, lambda_scheduler: Optional[PolynomialScheduler] = None, **kwargs):
         super().__init__(dimensions, **kwargs)
-        self.scheduler = scheduler if scheduler is not None else PolynomialScheduler()
+        self.lambda_scheduler = lambda_scheduler if lambda_scheduler is not None else PolynomialScheduler()
 
     def default_design(self, num_dimensions: int) -> np.ndarray:
         return starting_design(num_dimensions)
 
     def settings(self) -> dict:
-        params = self.scheduler.get_params()
+        params = self.lambda_scheduler.get_params()
         if isinstance(params["candidates"], np.ndarray):
             params["candidates"] = params["candidates"].tolist()
-        return {"scheduler": {k: v for k, v in params.items() if k not in ("dimensions", "random_state")}}
+        return {"lambda_scheduler": {k: v for k, v in params.items() if k not in ("dimensions", "random_state")}}
 
     def apply_settings(self, settings: dict) -> None:
-        params = dict(settings["scheduler"])
+        params = dict(settings["scheduler" if "scheduler" in settings else "lambda_scheduler"])  # "scheduler": states before the rename
         if isinstance(params["candidates"], list):
             params["candidates"] = np.asarray(params["candidates"], dtype=float)
-        self.scheduler = PolynomialScheduler(**params)
+        self.lambda_scheduler = PolynomialScheduler(**params)
 
     def fit(self) -> Optional[PolynomialScheduler]:
-        """The scheduler fitted on every finished trial (scores negated when minimising)."""
+        """The λ scheduler fitted on :meth:`observed` (scores negated when minimising)."""
         lambdas, scores = self.observed()
         if len(scores) < 2:
             return None
         sign = 1.0 if self.mode == "max" else -1.0
-        params = dict(self.scheduler.get_params(), dimensions=self.dimensions, random_state=int(self.rng.integers(2**31)))
+        params = dict(self.lambda_scheduler.get_params(), dimensions=self.dimensions, random_state=int(self.rng.integers(2**31)))
         return PolynomialScheduler(**params).fit(lambdas, sign * scores)
 
     def propose(self) -> np.ndarray:
         fitted = self.fit()
         if fitted is None:  # nothing to regress on yet
             return self.fresh_dirichlet()
-        candidates, probabilities = fitted.distribution()
+        candidates, probabilities = fitted.distribution(pending=list(self.live.values()))
         probabilities = np.where(self.is_taken(candidates), 0.0, probabilities)
         if probabilities.sum() <= 0:
             return self.fresh_dirichlet()

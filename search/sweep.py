@@ -24,16 +24,32 @@ from pathlib import Path
 
 from lambda_dpo.config import save_config
 from lambda_dpo.checkpoints import TRAINING_STATE, checkpoint_problem, checkpoint_step, latest_checkpoint
-from lambda_dpo.console import logger
+from lambda_dpo.console import logger, make_console, output_to_file
 from lambda_dpo.train import TrainConfig, train
-from search.searcher import trial_lambda
+from search.searcher import EVALUATED_STEP, trial_lambda
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, TUNE_EXPERIMENT, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
 
 
-def run_sweep(config: SweepConfig, *, resume: bool = False):
-    """Run (or, with ``resume``, continue) the sweep; returns Tune's ``ResultGrid``."""
+def run_sweep(config: SweepConfig, *, resume: bool = False, verbose: bool = False):
+    """Run (or, with ``resume``, continue) the sweep; returns Tune's ``ResultGrid``.
+
+    The console gets a line per trial start and end (:class:`search.trial_log.TrialLog`); Ray's
+    and Train's own output goes to ``logs/ray.log`` in the sweep directory, unless ``verbose``.
+    """
+    from search.trial_log import LOGS, RAY_LOG
+
+    check_sweep_directory(config, resume=resume)
+    if verbose:
+        return _fit(config, resume, make_console(), tune_verbosity=1)
+    with output_to_file(config.sweep_dir() / LOGS / RAY_LOG) as terminal:
+        return _fit(config, resume, make_console(terminal), tune_verbosity=0)
+
+
+def _fit(config: SweepConfig, resume: bool, console, tune_verbosity: int):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from search.trial_log import TrialLog
 
     sweep_dir = config.sweep_dir()
     # Save the experiment state (searcher included) every few seconds, not Tune's ≥ 10 s, so a
@@ -43,9 +59,9 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
     # training loop) in a temporary directory, and Tune would print that path: its CSV and JSON
     # loggers, which its result analysis reads, are kept below; the TensorBoard one is not added.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    check_sweep_directory(config, resume=resume)
     connect_ray()
-    if resume:
+    TrialLog.console = console  # a class attribute: Tune pickles the callbacks, and a terminal does not pickle
+    if resume:  # the run config, callbacks included, is the one the sweep started with
         tuner = tune.Tuner.restore(config.tune_path(), trainable=trainable(config), resume_unfinished=True, resume_errored=False, restart_errored=False)
     else:
         save_config(config, sweep_dir, CONFIG_FILE)
@@ -54,14 +70,44 @@ def run_sweep(config: SweepConfig, *, resume: bool = False):
             param_space={},
             tune_config=tune.TuneConfig(
                 search_alg=build_searcher(config),
+                scheduler=build_trial_scheduler(config),
                 num_samples=config.searcher.num_trials,
                 max_concurrent_trials=config.searcher.max_concurrent,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0), verbose=1,
-                                      callbacks=[CSVLoggerCallback(), JsonLoggerCallback()]),
+            run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0),
+                                      verbose=tune_verbosity, callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TrialLog(config), *tracking_callbacks(config)]),
         )
     return tuner.fit()
+
+
+def tracking_callbacks(config: SweepConfig) -> list:
+    """Ray Tune's own MLflow and wandb logger callbacks for ``tracking``: one run per trial, its
+    λ as parameters (``lambda/<dimension>``), every reported metric. Where to log comes from the
+    trackers' usual environment variables, with defaults that work on a laptop."""
+    callbacks = []
+    if "mlflow" in config.tracking:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or (config.sweep_dir() / "mlruns").as_uri()
+        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=config.name, tags={"lambda-dpo.objective": config.objective}))
+    if "wandb" in config.tracking:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        callbacks.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT") or config.name, group=config.name, dir=str(config.sweep_dir())))
+    return callbacks
+
+
+def build_trial_scheduler(config: SweepConfig):
+    """Tune's trial scheduler: FIFO (every trial runs to the end) or ASHA on the held-out
+    objective, its clock the step of each trial's latest evaluation."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    settings = config.tune
+    if settings.trial_scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr=EVALUATED_STEP, metric=OBJECTIVE, mode=config.mode, max_t=config.train.optim.max_steps,
+                         grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
 
 
 def check_sweep_directory(config: SweepConfig, *, resume: bool, reach_remote: bool = True) -> str:
@@ -197,12 +243,15 @@ class RayTrainReporter:
 
     Every report carries ``objective``: the latest value of the configured metric (NaN before
     the first evaluation), so Tune's strict metric check passes and the searcher reads the
-    final evaluation's value at the end. Rank 0's checkpoints go to Ray's storage.
+    final evaluation's value at the end, and ``evaluated_step``, the step that value is from
+    (0 before it): ASHA's clock, so a rung compares trials at the same evaluation. Rank 0's
+    checkpoints go to Ray's storage.
     """
 
     def __init__(self, objective: str):
         self.objective = objective
         self.latest = float("nan")
+        self.evaluated_step = 0
         self.reported = False
 
     def report(self, metrics, *, step, checkpoint=None):
@@ -210,8 +259,8 @@ class RayTrainReporter:
 
         value = metrics.get(self.objective, metrics.get(f"eval/{self.objective}"))
         if value is not None:
-            self.latest = float(value)
-        payload = {**metrics, "step": step, OBJECTIVE: self.latest}
+            self.latest, self.evaluated_step = float(value), step
+        payload = {**metrics, "step": step, OBJECTIVE: self.latest, EVALUATED_STEP: self.evaluated_step}
         ray_checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
         ray.train.report(payload, checkpoint=ray_checkpoint, checkpoint_dir_name=f"step-{step}")
         self.reported = True

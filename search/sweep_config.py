@@ -1,7 +1,7 @@
 """The λ sweep's config: what a sweep YAML holds, loading it, and the ``--dry-run`` checks.
 
 A sweep config names a base fine-tune (``train_config``; keys under ``train:`` override it), the
-objective, the searcher and its scheduler settings, and what each trial asks of the cluster. The
+objective, the searcher and its λ scheduler settings, and what each trial asks of the cluster. The
 Ray orchestration that runs it is :mod:`search.sweep`; its results are read by :mod:`search.analysis`.
 """
 
@@ -10,19 +10,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
 import numpy as np
 
-from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_settings, setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, check_settings, setting
 from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
 from lambda_dpo.config import ConfigError, load_config, with_absolute_paths
-from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda
+from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda, validate_lambdas
 from lambda_dpo.train import TrainConfig
-from search.scheduler import SchedulerSettings
-from search.searcher import GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher, optuna_searcher
+from search.lambda_scheduler import LambdaSchedulerSettings
+from search.observations import read_observations
+from search.searcher import GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher, lambda_config, optuna_searcher
 
 SEARCHERS = ("polynomial", "optuna", "random", "grid")
+TRIAL_SCHEDULERS = ("fifo", "asha")
+TRACKERS = ("mlflow", "wandb")
 LAMBDA_MODES = ("fixed", "dirichlet")
 CONFIG_FILE = "sweep.yaml"
 RESULTS_FILE = "results.csv"
@@ -43,9 +46,24 @@ class SearcherConfig:
     dirichlet_alpha: float = setting(1.0, within=POSITIVE, help='random')
     grid_resolution: int = setting(2, within=AT_LEAST_ONE, help='grid: steps per side of the simplex lattice')
     optuna_sampler: str = setting("tpe", help='optuna: tpe | gp')
+    warm_start: Optional[str] = setting(None, path=True, help="an earlier sweep's results.csv (or a `schedule fit --observations` CSV with an objective column): its rows are observations from the start and their λ are not run again (polynomial, random, grid)")
 
     def __post_init__(self) -> None:
         check_settings(self, "searcher")
+        if self.warm_start and self.name == "optuna":
+            raise ValueError("searcher.warm_start works with the polynomial, random and grid searchers; Ray's OptunaSearch cannot take evaluated points with the λ space it uses")
+
+
+@dataclass
+class TuneSettings:
+    """Ray Tune's trial scheduler: whether a trial that trails its peers is stopped early."""
+
+    trial_scheduler: str = setting("fifo", help="fifo: every trial runs to the end | asha: Ray's ASHAScheduler stops a trial whose held-out objective trails at a rung (needs train.eval.every)", choices=TRIAL_SCHEDULERS)
+    grace_period: int = setting(100, within=AT_LEAST_ONE, help="asha: training steps before a trial can be stopped (the first rung)")
+    reduction_factor: float = setting(2.0, within=Interval(1, None, "neither"), help="asha: at each rung, a trial below the best 1/η of those that reached it stops")
+
+    def __post_init__(self) -> None:
+        check_settings(self, "tune")
 
 
 @dataclass
@@ -77,6 +95,10 @@ class ResourcesConfig:
 class SweepConfig:
     """A λ sweep: the base fine-tune, the objective, the searcher and the resources."""
 
+    # "scheduler" meant the λ scheduler until it was renamed: one word, one meaning (Tune's trial
+    # scheduler and the learning-rate schedule are the others).
+    RENAMED_KEYS: ClassVar[dict] = {"scheduler": "lambda_scheduler"}
+
     name: str = setting("sweep", help="the sweep's directory name under storage_path")
     storage_path: str = setting("runs/sweeps", help='Ray storage: a local/NFS path or a URI (s3://, gs://)')
     output_dir: Optional[str] = setting(None, help='results and run dirs; default <storage_path>/<name> when local')
@@ -87,10 +109,12 @@ class SweepConfig:
     lambda_mode: str = setting("fixed", help="fixed: the trial's λ for every example | dirichlet: λ ~ Dir centred on it", choices=LAMBDA_MODES)
     lambda_concentration: float = setting(20.0, within=POSITIVE, help='dirichlet: α = concentration · λ')
     searcher: SearcherConfig = setting(default_factory=SearcherConfig, help='')
-    scheduler: SchedulerSettings = setting(default_factory=SchedulerSettings, help='')
+    tune: TuneSettings = setting(default_factory=TuneSettings, help='')
+    lambda_scheduler: LambdaSchedulerSettings = setting(default_factory=LambdaSchedulerSettings, help='')
     resources: ResourcesConfig = setting(default_factory=ResourcesConfig, help='')
     max_failures: int = setting(2, within=NON_NEGATIVE, help='worker-group failures a trial survives, resuming from its checkpoint')
     keep_checkpoints: int = setting(2, within=AT_LEAST_ONE, help='Ray Train checkpoints kept per trial')
+    tracking: List[str] = setting(default_factory=list, help="experiment trackers every trial logs to through Ray Tune's callbacks: mlflow (MLFLOW_TRACKING_URI, default <sweep>/mlruns) and/or wandb (WANDB_PROJECT, default the sweep's name; WANDB_MODE=offline works without an account)")
     table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "logratio/mean"], help='final metrics shown beside the objective in results.csv and the table')
 
     def __post_init__(self) -> None:
@@ -102,9 +126,26 @@ class SweepConfig:
             raise ValueError(f"objective {self.objective} is not a benchmark metric the trials report; they report {offered}")
         if self.objective.startswith(("verifiable/", "generation/")) and not self.train.eval.generate:
             raise ValueError(f"objective {self.objective} is scored by generation, which the trials do not run: set train.eval.generate=true")
+        unknown = [name for name in self.tracking if name not in TRACKERS]
+        if unknown or len(set(self.tracking)) != len(self.tracking):
+            raise ValueError(f"tracking must list each of {', '.join(TRACKERS)} at most once; got {self.tracking}")
+        if self.tune.trial_scheduler == "asha":
+            self.check_early_stopping()
         m = len(self.train.data.dimensions)
         for k, point in enumerate(self.searcher.initial_points or []):
             validate_lambda(point, m, name=f"searcher.initial_points[{k}]")
+
+    def check_early_stopping(self) -> None:
+        """ASHA compares trials on held-out evaluations during training: they must exist and
+        report the objective, and the number of steps must be known before the data is loaded."""
+        if not self.train.eval.every:
+            raise ValueError("tune.trial_scheduler asha compares trials at their held-out evaluations during training: set train.eval.every (e.g. 50)")
+        if self.objective.startswith(("verifiable/", "generation/", BENCHMARK_PREFIX)):
+            raise ValueError(f"tune.trial_scheduler asha needs an objective the evaluations during training report (a ranking metric such as top1_accuracy/mixed); {self.objective} is scored only at the end")
+        if self.train.optim.epochs is not None:
+            raise ValueError("tune.trial_scheduler asha needs train.optim.max_steps, not train.optim.epochs (its last rung is max_steps)")
+        if self.tune.grace_period >= self.train.optim.max_steps:
+            raise ValueError(f"tune.grace_period {self.tune.grace_period} is not below train.optim.max_steps {self.train.optim.max_steps}: no trial could be stopped")
 
     @property
     def dimensions(self) -> list[str]:
@@ -144,16 +185,32 @@ def read_sweep_config(sweep_dir: str | Path, overrides=()) -> SweepConfig:
 
 
 def build_searcher(config: SweepConfig):
-    """The Tune searcher the config names, metric ``objective`` and mode set here."""
+    """The Tune searcher the config names, metric ``objective`` and mode set here, with the
+    ``warm_start`` rows already observed."""
     s = config.searcher
-    common = dict(metric=OBJECTIVE, mode=config.mode, num_trials=s.num_trials, initial_points=s.initial_points, tolerance=s.tolerance, random_state=s.seed)
+    final_step = config.train.optim.max_steps if config.tune.trial_scheduler == "asha" else None
+    common = dict(metric=OBJECTIVE, mode=config.mode, num_trials=s.num_trials, initial_points=s.initial_points, tolerance=s.tolerance, final_step=final_step, random_state=s.seed)
+    if s.name == "optuna":
+        return optuna_searcher(config.dimensions, metric=OBJECTIVE, mode=config.mode, sampler=s.optuna_sampler, seed=s.seed, initial_points=s.initial_points)
     if s.name == "polynomial":
-        return PolynomialLambdaSearcher(config.dimensions, scheduler=config.scheduler.build(), **common)
-    if s.name == "random":
-        return RandomLambdaSearcher(config.dimensions, dirichlet_alpha=s.dirichlet_alpha, **common)
-    if s.name == "grid":
-        return GridLambdaSearcher(config.dimensions, resolution=s.grid_resolution, **common)
-    return optuna_searcher(config.dimensions, metric=OBJECTIVE, mode=config.mode, sampler=s.optuna_sampler, seed=s.seed, initial_points=s.initial_points)
+        searcher = PolynomialLambdaSearcher(config.dimensions, lambda_scheduler=config.lambda_scheduler.build(), **common)
+    elif s.name == "random":
+        searcher = RandomLambdaSearcher(config.dimensions, dirichlet_alpha=s.dirichlet_alpha, **common)
+    else:
+        searcher = GridLambdaSearcher(config.dimensions, resolution=s.grid_resolution, **common)
+    for weights, score in zip(*warm_start_rows(config)):
+        searcher.add_evaluated_point(lambda_config(weights, config.dimensions), score)
+    return searcher
+
+
+def warm_start_rows(config: SweepConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(λ [n, m], objective [n])`` of ``searcher.warm_start`` (none without it); rows without a
+    finite objective (errored or unfinished trials) are left out, and said so."""
+    if not config.searcher.warm_start:
+        return np.zeros((0, len(config.dimensions))), np.zeros(0)
+    path = config.searcher.warm_start
+    _, lambdas, scores = read_observations(path, OBJECTIVE, config.dimensions)
+    return validate_lambdas(lambdas, len(config.dimensions), name=f"searcher.warm_start {path}: λ rows"), scores
 
 
 def check_sweep_config(config: SweepConfig) -> list[str]:
@@ -163,6 +220,9 @@ def check_sweep_config(config: SweepConfig) -> list[str]:
     lines = check_train_config(config.train)
     searcher = build_searcher(config)
     lines.append(f"searcher: {type(searcher).__name__}, {config.searcher.num_trials} trials, {config.searcher.max_concurrent} at a time, {config.mode} {config.objective}")
+    if config.searcher.warm_start:
+        lambdas, scores = warm_start_rows(config)
+        lines.append(f"warm start: {len(scores)} observations from {config.searcher.warm_start}" + (f", best {config.objective} {scores.max() if config.mode == 'max' else scores.min():.4g}" if len(scores) else ""))
     r = config.resources
     per_trial = f"{r.num_workers} worker(s) × {r.per_worker()} + driver {r.driver_cpus} CPU"
     concurrent = {k: round(v * r.num_workers * config.searcher.max_concurrent, 3) for k, v in r.per_worker().items()}

@@ -67,13 +67,14 @@ def test_without_noise_the_regret_never_rises(bench):
 
 def test_summary_and_table_report_quartiles_and_mark_the_best(bench):
     runs = pd.DataFrame([
-        {"landscape": "L", "searcher": "a", "seed": s, "seconds": 0.0, "regret": [0.5] * 40} for s in range(3)
-    ] + [{"landscape": "L", "searcher": "b", "seed": s, "seconds": 0.0, "regret": [0.1 * s] * 40} for s in range(3)])
+        {"concurrency": 4, "landscape": "L", "searcher": "a", "seed": s, "seconds": 0.0, "regret": [0.5] * 20} for s in range(3)
+    ] + [{"concurrency": 4, "landscape": "L", "searcher": "b", "seed": s, "seconds": 0.0, "regret": [0.1 * s] * 20} for s in range(3)])
     summary = bench.summarise(runs)
+    assert sorted(set(summary.trials)) == [5, 10, 20]  # 40 is more trials than the runs have
     row = summary[(summary.searcher == "b") & (summary.trials == 20)].iloc[0]
     assert (row["q25"], row["median"], row["q75"]) == pytest.approx((0.05, 0.1, 0.15))
     table = bench.markdown_table(summary)
-    assert "| L | 20 | 0.500 [0.500, 0.500] | **0.100** [0.050, 0.150] |" in table
+    assert "| 4 | L | 20 | 0.500 [0.500, 0.500] | **0.100** [0.050, 0.150] |" in table
 
 
 def test_bad_scheduler_overrides_are_refused_before_any_work(bench):
@@ -99,22 +100,42 @@ def test_pool_workers_run_single_threaded(bench):
         assert set(pool.submit(thread_counts).result()) == {1}
 
 
-def test_the_ratio_interval_brackets_the_ratio_of_medians_over_paired_seeds(bench):
-    spread = np.random.default_rng(0).uniform(0.2, 1.0, 30)
-    rows = [{"searcher": "random", "seed": s, "regret": [v] * 20} for s, v in enumerate(spread)]
-    rows += [{"searcher": "ours", "seed": s, "regret": [v / 4] * 20} for s, v in enumerate(spread)]
-    low, high = bench.ratio_interval(pd.DataFrame(rows), at=20)
-    assert low == pytest.approx(0.25) and high == pytest.approx(0.25)  # ours is a quarter of random on every seed
-
-    rows = [dict(row, regret=[np.random.default_rng(row["seed"] + 100 * (row["searcher"] == "ours")).uniform()] * 20) for row in rows]
-    low, high = bench.ratio_interval(pd.DataFrame(rows), at=20)
-    assert low < 1 < high  # the same distribution for both: the interval straddles 1
+def test_the_median_interval_brackets_the_median_and_narrows_with_agreement(bench):
+    assert bench.median_interval(np.full(30, 0.25)) == pytest.approx((0.25, 0.25))
+    spread = np.random.default_rng(0).uniform(0.0, 1.0, 30)
+    low, high = bench.median_interval(spread)
+    assert low < np.median(spread) < high and high - low < 0.5
 
 
-def test_the_target_lines_give_the_ratio_and_its_interval(bench):
-    runs = pd.DataFrame(
-        [{"landscape": "L", "searcher": "random", "seed": s, "seconds": 0.0, "regret": [0.4] * 40} for s in range(5)]
-        + [{"landscape": "L", "searcher": "ours", "seed": s, "seconds": 0.0, "regret": [0.1] * 40} for s in range(5)]
-        + [{"landscape": "L", "searcher": "optuna-tpe", "seed": s, "seconds": 0.0, "regret": [0.05] * 40} for s in range(5)]
-    )
-    assert bench.targets(bench.summarise(runs), runs) == ["L                          ours 0.100  lowest: no   ours/random 0.25 [0.25, 0.25]"]
+def check_rows(bench, ours_late, best_late, ours_early, random_early):
+    rows = []
+    for seed in range(9):
+        rows.append({"concurrency": 8, "landscape": "L", "searcher": "ours", "seed": seed, "seconds": 0.0, "regret": [ours_early] * 10 + [ours_late] * 10})
+        rows.append({"concurrency": 8, "landscape": "L", "searcher": "optuna-gp", "seed": seed, "seconds": 0.0, "regret": [0.9] * 10 + [best_late + 0.01 * seed] * 10})
+        rows.append({"concurrency": 8, "landscape": "L", "searcher": "random", "seed": seed, "seconds": 0.0, "regret": [random_early] * 20})
+    return bench.target_checks(pd.DataFrame(rows)).iloc[0]
+
+
+def test_the_targets_compare_ours_with_the_best_searchers_interval_and_with_random_early(bench):
+    met = check_rows(bench, ours_late=0.15, best_late=0.10, ours_early=0.5, random_early=0.6)  # GP: 0.10–0.18, median 0.14
+    assert met["best"] == "optuna-gp" and met["within_best"] and met["not_worse_than_random"]
+    missed = check_rows(bench, ours_late=0.30, best_late=0.10, ours_early=0.7, random_early=0.6)
+    assert not missed["within_best"] and not missed["not_worse_than_random"]
+    assert check_rows(bench, ours_late=0.05, best_late=0.10, ours_early=0.5, random_early=0.6)["best"] == "ours"
+    lines = bench.target_lines(pd.DataFrame([missed]))
+    assert lines[0].startswith("C=8 L ") and "MISS" in lines[0]
+
+
+def test_a_round_of_concurrent_trials_is_suggested_before_any_of_them_reports(bench, monkeypatch):
+    from search.searcher import PolynomialLambdaSearcher
+
+    live_at_suggestion = []
+    original = PolynomialLambdaSearcher.suggest
+
+    def counting(self, trial_id):
+        live_at_suggestion.append(len(self.live))
+        return original(self, trial_id)
+
+    monkeypatch.setattr(PolynomialLambdaSearcher, "suggest", counting)
+    run = bench.run_one(bench.SearchTask(bench.LandscapeSpec("smooth", 3, False), "ours", 0, 12, {}, 4))
+    assert live_at_suggestion == [0, 1, 2, 3] * 3 and len(run["regret"]) == 12 and run["concurrency"] == 4

@@ -219,8 +219,8 @@ def test_bad_lambdas_in_a_train_config_are_refused(capsys, overrides, expected):
         ("searcher.initial_points=[[0.5,0.6,0,0]]", "searcher.initial_points[0] sums to 1.1"),
         ("searcher.initial_points=[[1,0,0]]", "searcher.initial_points[0] must have 4 components"),
         ("lambda_concentration=0", "lambda_concentration must be > 0"),
-        ("scheduler.temperature=-1", "temperature must be ≥ 0"),
-        ("scheduler.degree=0", "degree must be ≥ 1"),
+        ("lambda_scheduler.temperature=-1", "temperature must be ≥ 0"),
+        ("lambda_scheduler.degree=0", "degree must be ≥ 1"),
     ],
 )
 def test_bad_lambdas_and_scheduler_settings_in_a_sweep_config_are_refused(capsys, override, expected):
@@ -281,8 +281,8 @@ SCHEDULE_CASES = [
     ("no-dimensions", without("dimensions"), "missing key 'dimensions'"),
     ("no-model", without("model"), "needs the key 'model'"),
     ("no-observations", without("observations"), "needs the key 'observations'"),
-    ("no-scheduler-settings", without("scheduler"), "needs the key 'scheduler'"),
-    ("unknown-setting", schedule(scheduler={**schedule()["scheduler"], "speed": 3}), "settings or model are malformed"),
+    ("no-scheduler-settings", without("lambda_scheduler"), "needs the key 'lambda_scheduler'"),
+    ("unknown-setting", schedule(lambda_scheduler={**schedule()["lambda_scheduler"], "speed": 3}), "settings or model are malformed"),
     ("dimensions-not-names", schedule(dimensions=3), "dimensions must be a list of names"),
     ("candidates-ragged", schedule(candidates=[[1, 0], [0.5]]), "candidates must be a list of λ"),
     ("candidates-strings", schedule(candidates="many"), "candidates"),

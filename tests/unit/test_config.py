@@ -119,7 +119,7 @@ def test_every_declared_range_refuses_values_outside_it_and_names_the_key(key, v
 
 def test_there_are_many_declared_ranges_and_the_train_loop_ones_are_among_them():
     keys = {key for key, _ in sweep_range_cases()}
-    assert {"train.loss.beta", "train.optim.learning_rate", "train.optim.warmup_ratio", "scheduler.temperature"} <= keys
+    assert {"train.loss.beta", "train.optim.learning_rate", "train.optim.warmup_ratio", "lambda_scheduler.temperature"} <= keys
     assert len(sweep_range_cases()) >= 100
 
 

@@ -51,7 +51,7 @@ def test_a_directory_without_results_is_refused_by_name(tmp_path):
 
 def test_refit_uses_the_sweeps_settings_unless_told_otherwise(example):
     own = example.fit()
-    assert own.temperature == example.config.scheduler.temperature
+    assert own.temperature == example.config.lambda_scheduler.temperature
     assert example.fit(temperature=11.0).temperature == 11.0
     assert np.allclose(own.observed_scores_, example.objective())
 

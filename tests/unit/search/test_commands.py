@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lambda_dpo.cli import main
-from search.scheduler import PolynomialScheduler
+from search.lambda_scheduler import PolynomialScheduler
 
 PAPER = pd.DataFrame({
     "helpfulness": [1, 0, 0, 0, 0.25],
@@ -31,7 +31,7 @@ def test_fit_show_plot_on_the_papers_five_points(tmp_path, observations, capsys)
     payload = json.loads(out.read_text())
     assert payload["dimensions"] == list(PAPER.columns[:4])
     assert len(payload["model"]["coefficients"]) == 15  # the paper's quadratic
-    assert payload["scheduler"] | {"temperature": 100.0} == {**payload["scheduler"], "degree": 2, "regression": "lstsq", "temperature_scale": "raw", "local_candidates": 0, "temperature": 100.0}
+    assert payload["lambda_scheduler"] | {"temperature": 100.0} == {**payload["lambda_scheduler"], "degree": 2, "regression": "lstsq", "temperature_scale": "raw", "local_candidates": 0, "temperature": 100.0}
     scheduler = PolynomialScheduler.from_json(out)
     np.testing.assert_allclose(scheduler.predict(PAPER.iloc[:, :4].to_numpy()), PAPER["accuracy"], atol=1e-9)
 
@@ -114,5 +114,5 @@ def test_schedule_fit_with_no_flags_reproduces_the_schedule_a_sweep_writes(tmp_p
     out = tmp_path / "schedule.json"
     assert main(["schedule", "fit", "--observations", str(results), "--out", str(out)]) == 0
     cli = json.loads(out.read_text())
-    assert cli["scheduler"] == sweep["scheduler"]
+    assert cli["lambda_scheduler"] == sweep["lambda_scheduler"]
     assert cli["model"]["coefficients"] == sweep["model"]["coefficients"] and cli["candidates"] == sweep["candidates"]

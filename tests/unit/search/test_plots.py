@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from search.plots import objective_figure, pair_profile, schedule_figure
-from search.scheduler import PolynomialScheduler
+from search.lambda_scheduler import PolynomialScheduler
 
 DIMENSIONS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from search.scheduler import PolynomialScheduler
+from search.lambda_scheduler import PolynomialScheduler
 from search.searcher import (
     GridLambdaSearcher,
     PolynomialLambdaSearcher,
@@ -44,7 +44,7 @@ def run(searcher, num_trials, score=landscape, concurrent=1):
 
 
 def polynomial(**kwargs):
-    defaults = dict(metric="objective", mode="max", num_trials=12, random_state=0, scheduler=PolynomialScheduler(temperature=3.0, temperature_scale="std"))
+    defaults = dict(metric="objective", mode="max", num_trials=12, random_state=0, lambda_scheduler=PolynomialScheduler(temperature=3.0, temperature_scale="std"))
     return PolynomialLambdaSearcher(DIMENSIONS, **{**defaults, **kwargs})
 
 

@@ -50,8 +50,8 @@ def test_each_searcher_name_builds_its_searcher():
     for name, kind in (("polynomial", PolynomialLambdaSearcher), ("random", RandomLambdaSearcher), ("grid", GridLambdaSearcher)):
         searcher = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", [f"searcher.name={name}"]))
         assert isinstance(searcher, kind) and searcher.metric == OBJECTIVE and searcher.mode == "max"
-    polynomial = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", ["scheduler.temperature=7"]))
-    assert polynomial.scheduler.temperature == 7
+    polynomial = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", ["lambda_scheduler.temperature=7"]))
+    assert polynomial.lambda_scheduler.temperature == 7
     optuna = build_searcher(load_sweep_config("configs/sweep/tiny.yaml", ["searcher.name=optuna", "mode=min"]))
     assert type(optuna).__name__ == "OptunaSearch" and optuna.mode == "min"
 
@@ -182,11 +182,11 @@ def test_interrupted_trials_are_marked_so_and_none_counts_as_finished():
 def test_the_sweep_command_says_an_interrupted_sweep_can_be_resumed(tmp_path, monkeypatch, capsys):
     import search.sweep
 
-    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False: interrupted_results())
+    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False, verbose=False: interrupted_results())
     assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path}"]) == 130
     out = capsys.readouterr().out
     assert "sweep interrupted: 1 of 8 trials finished, 2 stopped before their end" in out
     assert f"lambda-dpo sweep --resume {tmp_path}" in out and "no trial finished" not in out
-    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False: interrupted_results()[1:])
+    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False, verbose=False: interrupted_results()[1:])
     assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'b'}"]) == 130
     assert "no trial finished" not in capsys.readouterr().out

@@ -6,7 +6,7 @@ import pytest
 from sklearn.base import clone
 
 from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, read_schedule
-from search.scheduler import PolynomialScheduler, basis_powers, simplex_grid, softmax
+from search.lambda_scheduler import PolynomialScheduler, basis_powers, simplex_grid, softmax
 
 PAPER_LAMBDAS = np.vstack([np.eye(4), np.full(4, 0.25)])
 PAPER_SCORES = np.array([0.4593, 0.4598, 0.4543, 0.4548, 0.4612])
@@ -16,7 +16,7 @@ DIMENSIONS = ["helpfulness", "honesty", "instruction_following", "truthfulness"]
 def test_monomial_basis_has_c_d_plus_p_choose_p_features_and_is_rank_deficient_on_the_simplex():
     powers = basis_powers(4, 2, "monomial")
     assert len(powers) == math.comb(4 + 2, 2) == 15
-    from search.scheduler import polynomial_features
+    from search.lambda_scheduler import polynomial_features
 
     features = polynomial_features(np.random.default_rng(0).dirichlet(np.ones(4), 200), powers)
     assert np.linalg.matrix_rank(features) == 10
@@ -33,7 +33,7 @@ def test_paper_instance_is_reproduced_by_the_unregularised_fit(basis, features):
 
 def test_lstsq_is_the_minimum_norm_solution():
     scheduler = PolynomialScheduler(regression="lstsq").fit(PAPER_LAMBDAS, PAPER_SCORES)
-    from search.scheduler import polynomial_features
+    from search.lambda_scheduler import polynomial_features
 
     design = polynomial_features(PAPER_LAMBDAS, scheduler.powers_)
     np.testing.assert_allclose(scheduler.coef_, np.linalg.pinv(design) @ (PAPER_SCORES - PAPER_SCORES.mean()), atol=1e-12)

@@ -1,4 +1,4 @@
-"""The λ scheduler: polynomial regression over the simplex and softmax sampling (docs/scheduler.md).
+"""The λ scheduler: polynomial regression over the simplex and softmax sampling (docs/lambda-scheduler.md).
 
 ``PolynomialScheduler`` follows the scikit-learn estimator contract: ``__init__`` only stores
 its arguments, ``fit`` validates and returns ``self``, learned state ends in ``_``. Predictions
@@ -95,7 +95,7 @@ def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:
 
 
 @dataclass
-class SchedulerSettings:
+class LambdaSchedulerSettings:
     """The scheduler's settings: the one home of their defaults, their help and their checks.
 
     The ``polynomial`` searcher, the sweep's ``schedule.json``, the ``schedule fit`` command and
@@ -119,6 +119,7 @@ class SchedulerSettings:
     local_bandwidth: Optional[float] = setting(None, within=POSITIVE, help="if set, observations weighted by exp(−½(‖λ − λ_best‖/h)²) around the best observed λ")
     temperature: float = setting(3.0, within=NON_NEGATIVE, help="τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
     temperature_scale: str = setting("std", help="raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", choices=TEMPERATURE_SCALES)
+    pending_radius: float = setting(0.2, within=NON_NEGATIVE, help="while trials run, p(λ) is scaled by 1 − exp(−½(d/r)²) for the distance d to each running λ, so a batch spreads out (0: off)")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -131,7 +132,7 @@ class SchedulerSettings:
         return PolynomialScheduler(**params, dimensions=dimensions, random_state=random_state)
 
 
-DEFAULTS = SchedulerSettings()
+DEFAULTS = LambdaSchedulerSettings()
 # The paper's scheduler: a quadratic fitted by plain least squares, τ = 100 on raw scores, no local candidates.
 PRESETS = {
     "default": DEFAULTS,
@@ -142,7 +143,7 @@ PRESETS = {
 class PolynomialScheduler(BaseEstimator):
     """Fit a polynomial in λ to observed scores and turn it into a sampling distribution.
 
-    Parameters (defaults and checks: :class:`SchedulerSettings`):
+    Parameters (defaults and checks: :class:`LambdaSchedulerSettings`):
         degree: polynomial degree p (the paper uses 2).
         basis: ``monomial`` (the paper's, ``C(d+p, p)`` features) or ``scheffe`` (full rank).
         regression: ``lstsq`` (minimum-norm least squares), ``ridge`` (L2 with ``alpha``) or
@@ -162,6 +163,9 @@ class PolynomialScheduler(BaseEstimator):
         temperature_scale: ``raw`` (τ on the score's own scale, as the paper's τ = 100) or
             ``std`` (scores standardised over the candidates first, so τ means the same for any
             metric's spread).
+        pending_radius: r of the local penalty :meth:`distribution` puts around λ still running
+            (``pending``): a batch proposed before any of it reports spreads over the peak's
+            neighbourhood instead of piling onto one point, yet stays where the fit is high.
         dimensions: names of the λ components (default ``lambda_1..lambda_d``).
         random_state: seed or Generator for candidate draws and :meth:`sample`.
     """
@@ -182,6 +186,7 @@ class PolynomialScheduler(BaseEstimator):
         local_bandwidth: float | None = DEFAULTS.local_bandwidth,
         temperature: float = DEFAULTS.temperature,
         temperature_scale: str = DEFAULTS.temperature_scale,
+        pending_radius: float = DEFAULTS.pending_radius,
         dimensions=None,
         random_state=None,
     ):
@@ -199,19 +204,20 @@ class PolynomialScheduler(BaseEstimator):
         self.local_bandwidth = local_bandwidth
         self.temperature = temperature
         self.temperature_scale = temperature_scale
+        self.pending_radius = pending_radius
         self.dimensions = dimensions
         self.random_state = random_state
 
     # --- fitting ------------------------------------------------------------------------
 
     def _validate_params(self) -> None:
-        """:class:`SchedulerSettings` checks the settings (given candidates are checked when drawn)."""
-        params = {item.name: getattr(self, item.name) for item in dataclasses.fields(SchedulerSettings)}
+        """:class:`LambdaSchedulerSettings` checks the settings (given candidates are checked when drawn)."""
+        params = {item.name: getattr(self, item.name) for item in dataclasses.fields(LambdaSchedulerSettings)}
         if not isinstance(self.candidates, str):
             params["candidates"] = DEFAULTS.candidates
         elif self.candidates not in CANDIDATE_KINDS:
             raise ValueError(f"candidates must be one of {', '.join(CANDIDATE_KINDS)} or an array of λ; got {self.candidates!r}")
-        SchedulerSettings(**params)
+        LambdaSchedulerSettings(**params)
 
     def _validate_observations(self, lambdas, scores) -> tuple[np.ndarray, np.ndarray]:
         # C order whatever the caller's layout: BLAS sums in a layout-dependent order, and the same
@@ -325,10 +331,18 @@ class PolynomialScheduler(BaseEstimator):
             return mean + self.kappa * std
         return self.predict(lambdas)
 
-    def distribution(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(candidates [K, d], probabilities [K])``."""
+    def distribution(self, pending=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(candidates [K, d], probabilities [K])``; with ``pending`` (``[k, d]`` λ still running)
+        each probability is scaled by ``Π_i 1 − exp(−½(‖λ − pending_i‖ / pending_radius)²)`` and
+        renormalised (local penalisation, docs/lambda-scheduler.md)."""
         self._check_fitted()
-        return self.candidates_, self.probabilities_
+        pending = np.zeros((0, self.candidates_.shape[1])) if pending is None else np.asarray(pending, dtype=float).reshape(-1, self.candidates_.shape[1])
+        if not len(pending) or self.pending_radius == 0:
+            return self.candidates_, self.probabilities_
+        distance = np.linalg.norm(self.candidates_[:, None, :] - pending[None, :, :], axis=-1)
+        penalised = self.probabilities_ * np.prod(1.0 - np.exp(-0.5 * (distance / self.pending_radius) ** 2), axis=1)
+        total = penalised.sum()
+        return self.candidates_, (penalised / total if total > 0 else self.probabilities_)
 
     def sample(self, n: int = 1, random_state=None) -> np.ndarray:
         """``[n, d]`` λ drawn from the distribution (the fitted generator unless a seed is given)."""
@@ -355,7 +369,7 @@ class PolynomialScheduler(BaseEstimator):
             "candidates": self.candidates_.tolist(),
             "probabilities": self.probabilities_.tolist(),
             "candidate_scores": self.candidate_scores_.tolist(),
-            "scheduler": params,
+            "lambda_scheduler": params,
             "model": {
                 "basis": self.basis,
                 "degree": self.degree,
@@ -389,7 +403,7 @@ class PolynomialScheduler(BaseEstimator):
 
     @classmethod
     def _fitted_from(cls, payload: dict, schedule) -> "PolynomialScheduler":
-        params = dict(payload["scheduler"])
+        params = dict(payload["scheduler" if "scheduler" in payload else "lambda_scheduler"])  # "scheduler": schedules before the rename
         if params.get("candidates") == "given":
             params["candidates"] = schedule.candidates
         scheduler = cls(**params, dimensions=list(schedule.dimensions))
@@ -424,4 +438,4 @@ class PolynomialScheduler(BaseEstimator):
         return cls.from_dict(payload, source=str(path))
 
 
-__all__ = ["DEFAULTS", "PRESETS", "effective_sample_size", "PolynomialScheduler", "SchedulerSettings", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]
+__all__ = ["DEFAULTS", "PRESETS", "effective_sample_size", "PolynomialScheduler", "LambdaSchedulerSettings", "basis_powers", "polynomial_features", "simplex_grid", "softmax"]
