@@ -1,7 +1,7 @@
 """Ray Tune searchers over the λ simplex: thin adapters whose maths lives elsewhere.
 
-``PolynomialLambdaSearcher`` is ours: it suggests the starting design (the m vertices and the
-centroid, or points the user gives), then refits :class:`~search.lambda_scheduler.PolynomialScheduler`
+``PolynomialLambdaSearcher`` is ours: it suggests the starting design (the centroid and the m
+points halfway to each vertex, the paper's vertices and centroid, or points the user gives), then refits :class:`~search.lambda_scheduler.PolynomialScheduler`
 on every completed trial and draws the next λ from its softmax distribution, never within
 ``tolerance`` of a λ already running, finished or errored. ``RandomLambdaSearcher`` (Dirichlet)
 and ``GridLambdaSearcher`` (the simplex lattice) share the bookkeeping, so the three compare
@@ -34,9 +34,23 @@ EVALUATED_STEP = "evaluated_step"  # a trial result's key: the training step of 
 STATE_FORMAT = "lambda-dpo-searcher/1"
 
 
-def starting_design(num_dimensions: int) -> np.ndarray:
-    """The m vertices of the simplex, then its centroid (the paper's five points for m = 4)."""
-    return np.vstack([np.eye(num_dimensions), np.full((1, num_dimensions), 1.0 / num_dimensions)])
+DESIGNS = ("axial", "vertices")
+DEFAULT_DESIGN = "axial"  # chosen on the search benchmark's tuning seeds (benchmarks/README.md)
+
+
+def starting_design(num_dimensions: int, kind: str = DEFAULT_DESIGN) -> np.ndarray:
+    """The first λ a polynomial search runs, before it has anything to fit.
+
+    axial: the centroid, then the m points halfway from it to each vertex. Inside the simplex,
+        where good λ usually are; found good λ sooner than the vertices on the search benchmark.
+    vertices: the m vertices (one objective each), then the centroid: the paper's five points for m = 4.
+    """
+    centroid = np.full((1, num_dimensions), 1.0 / num_dimensions)
+    if kind == "axial":
+        return np.vstack([centroid, 0.5 * centroid + 0.5 * np.eye(num_dimensions)])
+    if kind == "vertices":
+        return np.vstack([np.eye(num_dimensions), centroid])
+    raise ValueError(f"design must be one of {', '.join(DESIGNS)}; got {kind!r}")
 
 
 def lambda_from_uniforms(uniforms: Sequence[float]) -> np.ndarray:
@@ -276,26 +290,29 @@ class PolynomialLambdaSearcher(LambdaSearcher):
 
     lambda_scheduler: an unfitted :class:`PolynomialScheduler` whose parameters are used for every
         fit (its ``dimensions`` and ``random_state`` are set by the searcher).
+    design: the starting design's kind (:func:`starting_design`) when no ``initial_points`` are given.
     """
 
-    def __init__(self, dimensions: Sequence[str], *, lambda_scheduler: Optional[PolynomialScheduler] = None, **kwargs):
+    def __init__(self, dimensions: Sequence[str], *, lambda_scheduler: Optional[PolynomialScheduler] = None, design: str = DEFAULT_DESIGN, **kwargs):
+        self.design_kind = design
         super().__init__(dimensions, **kwargs)
         self.lambda_scheduler = lambda_scheduler if lambda_scheduler is not None else PolynomialScheduler()
 
     def default_design(self, num_dimensions: int) -> np.ndarray:
-        return starting_design(num_dimensions)
+        return starting_design(num_dimensions, self.design_kind)
 
     def settings(self) -> dict:
         params = self.lambda_scheduler.get_params()
         if isinstance(params["candidates"], np.ndarray):
             params["candidates"] = params["candidates"].tolist()
-        return {"lambda_scheduler": {k: v for k, v in params.items() if k not in ("dimensions", "random_state")}}
+        return {"lambda_scheduler": {k: v for k, v in params.items() if k not in ("dimensions", "random_state")}, "design": self.design_kind}
 
     def apply_settings(self, settings: dict) -> None:
         params = dict(settings["scheduler" if "scheduler" in settings else "lambda_scheduler"])  # "scheduler": states before the rename
         if isinstance(params["candidates"], list):
             params["candidates"] = np.asarray(params["candidates"], dtype=float)
         self.lambda_scheduler = PolynomialScheduler(**params)
+        self.design_kind = settings.get("design", "vertices")  # states saved before the axial design existed used the vertices
 
     def fit(self) -> Optional[PolynomialScheduler]:
         """The λ scheduler fitted on :meth:`observed` (scores negated when minimising)."""

@@ -59,7 +59,7 @@ def _fit(config: SweepConfig, resume: bool, console, tune_verbosity: int):
     # training loop) in a temporary directory, and Tune would print that path: its CSV and JSON
     # loggers, which its result analysis reads, are kept below; the TensorBoard one is not added.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    connect_ray()
+    connected = connect_ray()
     TrialLog.console = console  # a class attribute: Tune pickles the callbacks, and a terminal does not pickle
     if resume:  # the run config, callbacks included, is the one the sweep started with
         tuner = tune.Tuner.restore(config.tune_path(), trainable=trainable(config), resume_unfinished=True, resume_errored=False, restart_errored=False)
@@ -78,7 +78,13 @@ def _fit(config: SweepConfig, resume: bool, console, tune_verbosity: int):
             run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=config.ray_storage(), failure_config=tune.FailureConfig(max_failures=0),
                                       verbose=tune_verbosity, callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TrialLog(config), *tracking_callbacks(config)]),
         )
-    return tuner.fit()
+    try:
+        return tuner.fit()
+    finally:
+        if connected:  # while the output still goes to the log: Ray's actors keep talking until it ends
+            import ray
+
+            ray.shutdown()
 
 
 def tracking_callbacks(config: SweepConfig) -> list:
@@ -89,7 +95,8 @@ def tracking_callbacks(config: SweepConfig) -> list:
     if "mlflow" in config.tracking:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (config.sweep_dir() / "mlruns").as_uri()
+        # MLflow 3 refuses its old ./mlruns directory store by default: a SQLite file is its local store now.
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{config.sweep_dir() / 'mlflow.db'}"
         callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=config.name, tags={"lambda-dpo.objective": config.objective}))
     if "wandb" in config.tracking:
         from ray.air.integrations.wandb import WandbLoggerCallback
@@ -145,19 +152,21 @@ def trial_dirname(trial) -> str:
     return f"trial-{int(counter):03d}-{trial.trial_id}" if counter.isdigit() else trial.trial_id
 
 
-def connect_ray(**kwargs) -> None:
+def connect_ray(**kwargs) -> bool:
     """Join the cluster in ``RAY_ADDRESS`` (``ray job submit`` sets it), else start a private
-    local one; never a bare ``ray.init()`` that could attach to someone else's cluster."""
+    local one; never a bare ``ray.init()`` that could attach to someone else's cluster. Returns
+    whether it connected (False: this process already was)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", include_dashboard=False, **kwargs)
+    return True
 
 
 def run_trial(trial_config: dict, sweep: SweepConfig) -> None:

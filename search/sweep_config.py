@@ -21,7 +21,7 @@ from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda, val
 from lambda_dpo.train import TrainConfig
 from search.lambda_scheduler import LambdaSchedulerSettings
 from search.observations import read_observations
-from search.searcher import GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher, lambda_config, optuna_searcher
+from search.searcher import DEFAULT_DESIGN, DESIGNS, GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher, lambda_config, optuna_searcher
 
 SEARCHERS = ("polynomial", "optuna", "random", "grid")
 TRIAL_SCHEDULERS = ("fifo", "asha")
@@ -40,7 +40,8 @@ class SearcherConfig:
     name: str = setting("polynomial", help='polynomial (ours) | optuna | random (Dirichlet) | grid', choices=SEARCHERS)
     num_trials: int = setting(8, within=AT_LEAST_ONE, help='fine-tunes (λ) in all')
     max_concurrent: int = setting(2, within=AT_LEAST_ONE, help='trials at a time')
-    initial_points: Optional[List[List[float]]] = setting(None, help='default: the m vertices and the centroid (polynomial)')
+    design: str = setting(DEFAULT_DESIGN, help="polynomial: the first λ, before there is anything to fit: axial (the centroid and the m points halfway to each vertex) | vertices (the m one-hot λ and the centroid: the paper's)", choices=DESIGNS)
+    initial_points: Optional[List[List[float]]] = setting(None, help='λ rows run first instead of the design')
     tolerance: float = setting(0.02, within=NON_NEGATIVE, help='no λ within this max-norm distance of a taken one is suggested again')
     seed: int = setting(0, help="seed of the searcher (and of schedule.json's candidates)")
     dirichlet_alpha: float = setting(1.0, within=POSITIVE, help='random')
@@ -114,7 +115,7 @@ class SweepConfig:
     resources: ResourcesConfig = setting(default_factory=ResourcesConfig, help='')
     max_failures: int = setting(2, within=NON_NEGATIVE, help='worker-group failures a trial survives, resuming from its checkpoint')
     keep_checkpoints: int = setting(2, within=AT_LEAST_ONE, help='Ray Train checkpoints kept per trial')
-    tracking: List[str] = setting(default_factory=list, help="experiment trackers every trial logs to through Ray Tune's callbacks: mlflow (MLFLOW_TRACKING_URI, default <sweep>/mlruns) and/or wandb (WANDB_PROJECT, default the sweep's name; WANDB_MODE=offline works without an account)")
+    tracking: List[str] = setting(default_factory=list, help="experiment trackers every trial logs to through Ray Tune's callbacks: mlflow (MLFLOW_TRACKING_URI, default sqlite:///<sweep>/mlflow.db) and/or wandb (WANDB_PROJECT, default the sweep's name; WANDB_MODE=offline works without an account)")
     table_metrics: List[str] = setting(default_factory=lambda: ["reward_margin", "logratio/mean"], help='final metrics shown beside the objective in results.csv and the table')
 
     def __post_init__(self) -> None:
@@ -193,7 +194,7 @@ def build_searcher(config: SweepConfig):
     if s.name == "optuna":
         return optuna_searcher(config.dimensions, metric=OBJECTIVE, mode=config.mode, sampler=s.optuna_sampler, seed=s.seed, initial_points=s.initial_points)
     if s.name == "polynomial":
-        searcher = PolynomialLambdaSearcher(config.dimensions, lambda_scheduler=config.lambda_scheduler.build(), **common)
+        searcher = PolynomialLambdaSearcher(config.dimensions, lambda_scheduler=config.lambda_scheduler.build(), design=s.design, **common)
     elif s.name == "random":
         searcher = RandomLambdaSearcher(config.dimensions, dirichlet_alpha=s.dirichlet_alpha, **common)
     else:

@@ -206,3 +206,20 @@ def test_given_candidates_get_no_local_ones_and_bad_local_settings_are_refused()
         PolynomialScheduler(local_candidates=-1).fit(lambdas, scores)
     with pytest.raises(ValueError, match="local_concentration"):
         PolynomialScheduler(local_concentration=0).fit(lambdas, scores)
+
+
+def test_pending_lambda_push_probability_away_from_them_and_nowhere_else():
+    rng = np.random.default_rng(0)
+    lambdas = rng.dirichlet(np.ones(3), 12)
+    scores = -((lambdas - [0.6, 0.3, 0.1]) ** 2).sum(1)
+    scheduler = PolynomialScheduler(degree=2, random_state=0, pending_radius=0.2).fit(lambdas, scores)
+    candidates, plain = scheduler.distribution()
+    pending = scheduler.best_candidate()[None]
+    _, penalised = scheduler.distribution(pending=pending)
+    distance = np.linalg.norm(candidates - pending, axis=1)
+    assert np.isclose(penalised.sum(), 1) and penalised[distance < 1e-12].max() == 0  # the running λ itself: never again
+    near, far = distance < 0.1, distance > 0.6
+    assert penalised[near].sum() < 0.5 * plain[near].sum()
+    assert np.allclose(penalised[far] / plain[far], (penalised[far] / plain[far]).mean(), rtol=0.05)  # far away: only renormalised
+    off = scheduler.set_params(pending_radius=0.0)
+    assert np.array_equal(off.distribution(pending=pending)[1], plain)

@@ -52,12 +52,87 @@ def test_starting_design_first_then_finished_at_budget():
     searcher = polynomial(num_trials=7)
     configs = [searcher.suggest(f"t{i}") for i in range(5)]
     suggested = np.array([trial_lambda(c, DIMENSIONS) for c in configs])
-    assert np.allclose(suggested, np.vstack([np.eye(4), np.full(4, 0.25)]))
+    assert np.allclose(suggested, np.vstack([np.full(4, 0.25), 0.125 + 0.5 * np.eye(4)]))  # the centroid, then halfway to each vertex
     for i, row in enumerate(suggested):
         searcher.on_trial_complete(f"t{i}", {"objective": landscape(row)})
     assert trial_lambda(searcher.suggest("t5"), DIMENSIONS).shape == (4,)
     assert trial_lambda(searcher.suggest("t6"), DIMENSIONS).shape == (4,)
     assert searcher.suggest("t7") == Searcher.FINISHED
+
+
+def test_the_papers_design_is_the_vertices_then_the_centroid_and_survives_a_save():
+    searcher = polynomial(design="vertices")
+    first = [trial_lambda(searcher.suggest(f"t{i}"), DIMENSIONS) for i in range(5)]
+    assert np.allclose(first, np.vstack([np.eye(4), np.full(4, 0.25)]))
+    restored = polynomial()
+    restored.set_state(searcher.get_state())
+    assert restored.design_kind == "vertices"
+    with pytest.raises(ValueError, match="design must be one of axial, vertices"):
+        polynomial(design="corners")
+
+
+def test_proposals_made_while_trials_run_spread_away_from_them():
+    """Local penalisation: with the same fit, a batch of 4 proposed before any reports is more
+    spread out than 4 independent draws from the distribution."""
+    def batch_spread(radius, seed):
+        searcher = polynomial(num_trials=8, random_state=seed, lambda_scheduler=PolynomialScheduler(pending_radius=radius, temperature=10.0))
+        run(searcher, 8)
+        searcher.num_trials = 12
+        batch = np.array([trial_lambda(searcher.suggest(f"b{k}"), DIMENSIONS) for k in range(4)])
+        return np.mean([np.linalg.norm(a - b) for i, a in enumerate(batch) for b in batch[i + 1:]])
+
+    penalised, independent = ([batch_spread(radius, seed) for seed in range(6)] for radius in (0.2, 0.0))
+    assert np.mean(penalised) > 1.3 * np.mean(independent), (penalised, independent)
+
+
+def test_warm_start_points_are_observations_and_their_design_points_are_not_run_again():
+    searcher = polynomial(num_trials=3, design="vertices")
+    searcher.add_evaluated_point({"lambda": dict(zip(DIMENSIONS, [1.0, 0, 0, 0]))}, 0.4)
+    searcher.add_evaluated_point({"lambda": dict(zip(DIMENSIONS, [0.1, 0.2, 0.3, 0.4]))}, 0.6)
+    searcher.add_evaluated_point({"lambda": dict(zip(DIMENSIONS, [0, 1.0, 0, 0]))}, float("nan"))
+    lambdas, scores = searcher.observed()
+    assert scores.tolist() == [0.4, 0.6] and len(searcher.errored) == 1
+    first = [trial_lambda(searcher.suggest(f"t{i}"), DIMENSIONS) for i in range(3)]
+    assert np.allclose(first, [[0, 0, 1, 0], [0, 0, 0, 1], [0.25] * 4])  # e1 and e2 are taken already
+    assert searcher.suggest("t3") == Searcher.FINISHED  # the budget counts new trials only
+    with pytest.raises(RuntimeError, match="before the first suggestion"):
+        searcher.add_evaluated_point({"lambda": dict(zip(DIMENSIONS, [0.25] * 4))}, 0.5)
+
+
+def report(searcher, trial_id, curve: dict[int, float], final_step=None):
+    """Drive a trial as Tune does: a result per evaluation, then the completion with the last one."""
+    for step, score in curve.items():
+        searcher.on_trial_result(trial_id, {"objective": score, "evaluated_step": step})
+    last = max(curve)
+    searcher.on_trial_complete(trial_id, {"objective": curve[last], "evaluated_step": last})
+
+
+def test_a_trial_stopped_early_is_taken_but_fitted_only_once_its_score_can_be_put_on_the_final_scale():
+    searcher = polynomial(num_trials=6, final_step=30)
+    ids = [f"t{i}" for i in range(3)]
+    for trial_id in ids:
+        searcher.suggest(trial_id)
+    stopped_lambda = searcher.live["t0"]
+    report(searcher, "t0", {10: 0.30})  # stopped by ASHA at its first rung
+    assert searcher.stopped == [{"trial_id": "t0", "lambda": stopped_lambda, "step": 10, "score": 0.30}]
+    assert searcher.observed()[1].size == 0  # no finished trial yet: a partial score is not a final one
+    assert searcher.is_taken(np.array([stopped_lambda]))[0]
+    report(searcher, "t1", {10: 0.40, 20: 0.45, 30: 0.50})
+    report(searcher, "t2", {10: 0.50, 20: 0.60, 30: 0.70})
+    lambdas, scores = searcher.observed()
+    # finished first; the stopped one shifted by the median gain from step 10 to the end (0.1, 0.2 → 0.15)
+    assert scores == pytest.approx([0.50, 0.70, 0.45])
+    assert np.allclose(lambdas[2], stopped_lambda)
+    restored = polynomial(num_trials=6)
+    restored.set_state(json.loads(json.dumps(searcher.get_state())))
+    assert restored.observed()[1] == pytest.approx(scores) and restored.final_step == 30
+
+
+def test_without_early_stopping_every_completion_is_final():
+    searcher = polynomial(num_trials=2)
+    searcher.suggest("t0")
+    report(searcher, "t0", {10: 0.3})
+    assert searcher.stopped == [] and searcher.observed()[1].tolist() == [0.3] and searcher.curves == {}
 
 
 def test_user_initial_points_replace_the_design():

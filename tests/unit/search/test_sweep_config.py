@@ -29,6 +29,12 @@ def test_tiny_sweep_takes_the_tiny_train_config_under_its_own_train_keys():
 @pytest.mark.parametrize(
     "override, message",
     [
+        ("scheduler.degree=2", "key 'scheduler' was renamed 'lambda_scheduler'"),
+        ("tracking=[mlflow,neptune]", "tracking must list each of mlflow, wandb at most once"),
+        ("tune.trial_scheduler=hyperband", "tune.trial_scheduler"),
+        ("tune.trial_scheduler=asha", "set train.eval.every"),
+        ("searcher.design=corners", "searcher.design"),
+        ("tune.reduction_factor=1", "tune.reduction_factor"),
         ("searcher.name=hyperband", "searcher.name"),
         ("train.optim.nope=1", "train.optim.nope"),
         ("lambda_mode=soft", "lambda_mode"),
@@ -169,11 +175,11 @@ def interrupted_results():
     ]
 
 
-def test_interrupted_trials_are_marked_so_and_none_counts_as_finished():
+def test_interrupted_trials_are_marked_so_and_none_counts_as_finished(tmp_path):
     """An interrupted sweep's results.csv used to mark the stopped trials TERMINATED ("ok")."""
     from search.analysis import results_table
 
-    config = load_sweep_config("configs/sweep/tiny.yaml")
+    config = load_sweep_config("configs/sweep/tiny.yaml", [f"output_dir={tmp_path}"])
     table = results_table(config, interrupted_results())
     assert table["status"].tolist() == ["TERMINATED", "INTERRUPTED", "INTERRUPTED"]
     assert table["objective"].notna().tolist() == [True, False, False]
@@ -190,3 +196,91 @@ def test_the_sweep_command_says_an_interrupted_sweep_can_be_resumed(tmp_path, mo
     monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False, verbose=False: interrupted_results()[1:])
     assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'b'}"]) == 130
     assert "no trial finished" not in capsys.readouterr().out
+
+
+def test_early_stopping_needs_evaluations_during_training_of_the_objective():
+    base = ["tune.trial_scheduler=asha", "train.eval.every=50", "train.optim.max_steps=300"]
+    config = load_sweep_config("configs/sweep/tiny.yaml", base + ["tune.grace_period=50"])
+    searcher = build_searcher(config)
+    assert searcher.final_step == 300 and build_searcher(load_sweep_config("configs/sweep/tiny.yaml")).final_step is None
+    with pytest.raises(ConfigError, match="no trial could be stopped"):
+        load_sweep_config("configs/sweep/tiny.yaml", base + ["tune.grace_period=300"])
+    with pytest.raises(ConfigError, match="max_steps, not train.optim.epochs"):
+        load_sweep_config("configs/sweep/tiny.yaml", base + ["train.optim.epochs=1"])
+    with pytest.raises(ConfigError, match="scored only at the end"):
+        load_sweep_config("configs/sweep/smollm2-135m-verifiable.yaml", ["tune.trial_scheduler=asha", "train.eval.every=10"])
+
+
+def test_the_trial_scheduler_is_asha_on_the_objective_at_each_evaluation():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from search.sweep import build_trial_scheduler
+
+    assert isinstance(build_trial_scheduler(load_sweep_config("configs/sweep/tiny.yaml")), FIFOScheduler)
+    asha = build_trial_scheduler(load_sweep_config("configs/sweep/tiny.yaml", ["tune.trial_scheduler=asha", "train.eval.every=50", "tune.grace_period=50", "tune.reduction_factor=3"]))
+    assert isinstance(asha, ASHAScheduler)
+    assert (asha._time_attr, asha.metric, asha._max_t, asha._reduction_factor) == ("evaluated_step", "objective", 300, 3)
+    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [150, 50]
+
+
+def warm_csv(tmp_path, rows) -> Path:
+    path = tmp_path / "earlier" / "results.csv"
+    path.parent.mkdir()
+    pd.DataFrame([{"trial_id": f"x{k}", "status": "TERMINATED", **{f"lambda/{d}": w for d, w in zip(DIMENSIONS, weights)}, "objective": score}
+                  for k, (weights, score) in enumerate(rows)]).to_csv(path, index=False)
+    return path
+
+
+def test_a_warm_start_reads_an_earlier_sweeps_results_and_skips_what_it_ran(tmp_path):
+    from search.analysis import results_table
+
+    path = warm_csv(tmp_path, [([0.25] * 4, 0.61), ([0.625, 0.125, 0.125, 0.125], 0.55), ([0, 1, 0, 0], float("nan"))])
+    config = load_sweep_config("configs/sweep/tiny.yaml", [f"searcher.warm_start={path}", f"output_dir={tmp_path / 'new'}"])
+    searcher = build_searcher(config)
+    assert [o["score"] for o in searcher.observations] == [0.61, 0.55]  # the unfinished row is left out
+    first = np.array([[searcher.suggest(f"t{k}")["lambda"][d] for d in DIMENSIONS] for k in range(3)])
+    assert np.allclose(first, 0.125 + 0.5 * np.eye(4)[1:])  # the centroid and the first axial point ran already
+    table = results_table(config, [])
+    assert table["status"].tolist() == ["WARM_START", "WARM_START"] and table["objective"].tolist() == [0.61, 0.55]
+    assert best_trial(config, table)["trial_id"] == "warm-start-0"
+
+
+def test_a_bad_warm_start_is_refused_naming_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="warm_start works with the polynomial, random and grid searchers"):
+        load_sweep_config("configs/sweep/tiny.yaml", ["searcher.name=optuna", "searcher.warm_start=x.csv"])
+    config = load_sweep_config("configs/sweep/tiny.yaml", [f"searcher.warm_start={tmp_path / 'missing.csv'}"])
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        build_searcher(config)
+    path = warm_csv(tmp_path, [([0.5, 0.6, 0, 0], 0.5)])
+    with pytest.raises(ValueError, match=r"results.csv: λ rows"):
+        build_searcher(load_sweep_config("configs/sweep/tiny.yaml", [f"searcher.warm_start={path}"]))
+
+
+def test_a_trial_that_early_stopping_ended_is_stopped_not_interrupted(tmp_path):
+    from search.analysis import results_table
+    from search.trial_log import events_path
+
+    config = load_sweep_config("configs/sweep/tiny.yaml", [f"output_dir={tmp_path}"])
+    events_path(tmp_path).parent.mkdir(parents=True)
+    events_path(tmp_path).write_text('{"event": "stopped", "trial_id": "b", "number": "2", "step": 10}\n')
+    table = results_table(config, interrupted_results())
+    assert table["status"].tolist() == ["TERMINATED", "STOPPED", "INTERRUPTED"]
+    assert table["objective"].notna().tolist() == [True, False, False]  # a partial score is not a final objective
+
+
+def test_each_tracker_is_rays_own_callback_logging_where_it_should(tmp_path, monkeypatch):
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    from search.sweep import tracking_callbacks
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    config = load_sweep_config("configs/sweep/tiny.yaml", ["tracking=[mlflow,wandb]", f"output_dir={tmp_path}"])
+    mlflow, wandb = tracking_callbacks(config)
+    assert isinstance(mlflow, MLflowLoggerCallback) and isinstance(wandb, WandbLoggerCallback)
+    assert mlflow.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}" and mlflow.experiment_name == "tiny"
+    assert wandb.project == "tiny"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking_callbacks(config)[0].tracking_uri == "http://mlflow.example:5000"
+    assert tracking_callbacks(load_sweep_config("configs/sweep/tiny.yaml")) == []
