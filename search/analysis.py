@@ -100,9 +100,9 @@ def trial_status(result, stopped: bool = False) -> str:
     stopping ended it: ``stopped``) or INTERRUPTED."""
     if result.error:
         return "ERROR"
-    if (result.metrics or {}).get("done"):
-        return "TERMINATED"
-    return STOPPED if stopped else INTERRUPTED
+    if stopped:  # before `done`: Tune marks the last result of a trial its scheduler stopped done too
+        return STOPPED
+    return "TERMINATED" if (result.metrics or {}).get("done") else INTERRUPTED
 
 
 WARM_START = "WARM_START"  # the status of a row taken from searcher.warm_start

@@ -101,7 +101,10 @@ def tracking_callbacks(config: SweepConfig) -> list:
     if "wandb" in config.tracking:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        callbacks.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT") or config.name, group=config.name, dir=str(config.sweep_dir())))
+        # wandb runs in a Ray actor whose environment is the cluster's, not this shell's: Ray passes
+        # WANDB_API_KEY on, and the mode is passed here, so WANDB_MODE=offline holds there too.
+        mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
+        callbacks.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT") or config.name, group=config.name, dir=str(config.sweep_dir()), **mode))
     return callbacks
 
 
@@ -155,7 +158,11 @@ def trial_dirname(trial) -> str:
 def connect_ray(**kwargs) -> bool:
     """Join the cluster in ``RAY_ADDRESS`` (``ray job submit`` sets it), else start a private
     local one; never a bare ``ray.init()`` that could attach to someone else's cluster. Returns
-    whether it connected (False: this process already was)."""
+    whether it connected (False: this process already was).
+
+    The local cluster runs its dashboard (on 127.0.0.1): it serves the State API, without which Ray
+    Train's PlacementGroupCleaner cannot free the CPUs of a trial whose controller was killed, and
+    a sweep whose trials ASHA stops waits forever for CPUs it will never get back."""
     import ray
 
     if ray.is_initialized():
@@ -165,7 +172,7 @@ def connect_ray(**kwargs) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(address="local", include_dashboard=False, **kwargs)
+        ray.init(address="local", include_dashboard=True, **kwargs)
     return True
 
 

@@ -19,7 +19,9 @@ def ray_cluster():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Short path: Ray's unix sockets live under the temp dir and their names have a length limit.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+    # The dashboard serves the State API, which Ray Train's PlacementGroupCleaner needs to free the
+    # resources of a trial whose controller was killed (every ASHA-stopped trial): without it they leak.
+    context = ray.init(address="local", num_cpus=2, include_dashboard=True, _temp_dir=temp_dir, log_to_driver=False)
     try:
         yield context.address_info["gcs_address"]
     finally:

@@ -23,7 +23,7 @@ from lambda_dpo.train import load_train_config
 from lambda_dpo.config import with_absolute_paths
 from search.analysis import results_table
 from search.sweep import make_trainer, run_sweep
-from search.sweep_config import OBJECTIVE, ResourcesConfig, load_sweep_config
+from search.sweep_config import OBJECTIVE, ResourcesConfig, build_searcher, load_sweep_config
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +57,19 @@ def wait_for(condition, *, timeout: float, what: str, process=None):
         time.sleep(0.2)
 
 
+AXIAL = np.vstack([np.full(4, 0.25), 0.125 + 0.5 * np.eye(4)])  # the starting design: the centroid, then halfway to each vertex
+
+
 def test_sweep_resumes_after_its_driver_is_killed_without_running_a_finished_trial_again(ray_cluster, tmp_path):
+    """A warm-started sweep, killed and resumed: nothing finished is run again, the warm rows included."""
     sweep_dir = tmp_path / "resume"
+    earlier = tmp_path / "earlier.csv"
+    pd.DataFrame([dict(zip(LAMBDA_COLUMNS, AXIAL[0]), objective=0.55), dict(zip(LAMBDA_COLUMNS, AXIAL[1]), objective=0.45)]).to_csv(earlier, index=False)
     env = {**os.environ, "RAY_ADDRESS": ray_cluster, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "lambda_dpo.cli", "sweep"]
     log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen([*command, SWEEP, *micro_overrides(tmp_path, "resume", "searcher.num_trials=6")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    overrides = micro_overrides(tmp_path, "resume", "searcher.num_trials=6", f"searcher.warm_start={earlier}")
+    driver = subprocess.Popen([*command, SWEEP, *overrides], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         finished = lambda: sorted((sweep_dir / "runs").glob("*/eval.json"))  # noqa: E731
         wait_for(lambda: len(finished()) >= 2, timeout=420, what="two finished trials", process=driver)
@@ -78,9 +85,10 @@ def test_sweep_resumes_after_its_driver_is_killed_without_running_a_finished_tri
     assert "best λ:" in resumed.stdout
 
     table = pd.read_csv(sweep_dir / "results.csv")
-    assert len(table) == 6 and (table["status"] == "TERMINATED").all() and table[OBJECTIVE].notna().all()
-    # The starting design (4 vertices, then the centroid) came first, in creation order.
-    assert np.allclose(table[LAMBDA_COLUMNS].to_numpy()[:5], np.vstack([np.eye(4), np.full(4, 0.25)]))
+    assert table["status"].tolist() == ["WARM_START"] * 2 + ["TERMINATED"] * 6 and table[OBJECTIVE].notna().all()
+    # The warm rows covered the centroid and the first axial point: the rest of the design came next, in creation order.
+    assert np.allclose(table[LAMBDA_COLUMNS].to_numpy()[:5], AXIAL)
+    warm, table = table[:2], table[2:]
     for trial_id, mtime in before.items():  # finished before the kill: not fine-tuned again
         run_dir = sweep_dir / "runs" / trial_id
         assert (run_dir / "eval.json").stat().st_mtime_ns == mtime
@@ -89,7 +97,7 @@ def test_sweep_resumes_after_its_driver_is_killed_without_running_a_finished_tri
     state = searcher_state(sweep_dir)
     assert state["live"] == {} and state["num_suggested"] == 6 and state["errored"] == []
     observed = {(o["trial_id"], tuple(np.round(o["lambda"], 9)), round(o["score"], 9)) for o in state["observations"]}
-    expected = {(row.trial_id, tuple(np.round(row[LAMBDA_COLUMNS].to_numpy(float), 9)), round(row[OBJECTIVE], 9)) for _, row in table.iterrows()}
+    expected = {(row.trial_id, tuple(np.round(row[LAMBDA_COLUMNS].to_numpy(float), 9)), round(row[OBJECTIVE], 9)) for _, row in pd.concat([warm, table]).iterrows()}
     assert observed == expected
     for _, row in table.iterrows():  # the searcher saw exactly what each trial's evaluation wrote
         final = json.loads((sweep_dir / "runs" / row.trial_id / "eval.json").read_text())["metrics"]
@@ -189,3 +197,72 @@ def test_a_sweep_maximises_the_lm_eval_mean_of_the_offline_benchmarks(ray_cluste
         assert result.metrics[OBJECTIVE] == saved["lm_eval/mean"] == pytest.approx((saved["lm_eval/tiny_helpful_mc"] + saved["lm_eval/tiny_truthful_mc"]) / 2)
         assert table.set_index("trial_id").loc[trial_id, OBJECTIVE] == pytest.approx(saved["lm_eval/mean"])
         assert observed[trial_id] == pytest.approx(saved["lm_eval/mean"])
+
+
+@pytest.fixture(scope="module")
+def quiet_sweep(ray_cluster, tmp_path_factory):
+    """A 2-trial sweep run as a user runs it, logging to MLflow and (offline) to wandb."""
+    tmp_path = tmp_path_factory.mktemp("quiet")
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    overrides = micro_overrides(tmp_path, "quiet", "searcher.num_trials=2", "tracking=[mlflow,wandb]")
+    done = subprocess.run([sys.executable, "-m", "lambda_dpo.cli", "sweep", SWEEP, *overrides], env=env, capture_output=True, text=True, timeout=900)
+    (tmp_path / "driver.out").write_text(done.stdout + "\n---stderr---\n" + done.stderr)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp_path / "quiet", done
+
+
+def test_a_sweeps_console_is_a_line_per_trial_start_and_end_and_the_ranked_table(quiet_sweep):
+    sweep_dir, done = quiet_sweep
+    lines = done.stdout.splitlines()
+    assert len(lines) < 40, done.stdout
+    for internal in ("TrainingReport(", "PlacementGroupCleaner", "core_worker"):
+        assert internal not in done.stdout and internal not in done.stderr
+    assert sum(" started " in line for line in lines) == 2 and sum(" finished " in line for line in lines) == 2
+    assert any(line.startswith("best λ:") for line in lines)
+    ray_log = (sweep_dir / "logs" / "ray.log").read_text()
+    assert "TrainingReport(" in ray_log  # what used to flood the console is kept, in the sweep's logs
+    assert [event["event"] for event in map(json.loads, (sweep_dir / "logs" / "trials.jsonl").read_text().splitlines())].count("finished") == 2
+
+
+def test_mlflow_and_wandb_get_a_run_per_trial_with_its_lambda_and_metrics(quiet_sweep):
+    import mlflow
+
+    sweep_dir, _ = quiet_sweep
+    table = pd.read_csv(sweep_dir / "results.csv")
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quiet")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        weights = [float(run.data.params[f"lambda/{d}"]) for d in DIMENSIONS]
+        assert np.isclose(sum(weights), 1.0)
+        assert any(np.allclose(weights, r[LAMBDA_COLUMNS].to_numpy(float)) and np.isclose(run.data.metrics[OBJECTIVE], r[OBJECTIVE]) for _, r in table.iterrows())
+        assert "top1_accuracy/mixed" in run.data.metrics and "train/loss" in run.data.metrics
+    offline = list((sweep_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(list(run.glob("*.wandb")) for run in offline)
+
+
+def test_asha_stops_the_bad_trial_early_and_the_searcher_keeps_it_apart(ray_cluster, tmp_path):
+    """Trials one at a time: the centroid thrice (the same run each time, so never below itself)
+    and, third, a λ that trails the centroid at the first rung (truthfulness alone: 0.378 against
+    0.405 at step 10 on these micro runs)."""
+    points = "[[0.25,0.25,0.25,0.25],[0.25,0.25,0.25,0.25],[0,0,0,1],[0.25,0.25,0.25,0.25]]"
+    overrides = micro_overrides(tmp_path, "asha", "searcher.num_trials=4", "searcher.max_concurrent=1", f"searcher.initial_points={points}",
+                                "train.eval.every=10", "tune.trial_scheduler=asha", "tune.grace_period=10")
+    config = load_sweep_config(SWEEP, overrides)
+    table = results_table(config, run_sweep(config))
+    assert table["status"].tolist() == ["TERMINATED", "TERMINATED", "STOPPED", "TERMINATED"], table
+    stopped_id = table["trial_id"][2]
+    assert logged_steps(config.sweep_dir() / "runs" / stopped_id)[-1] < 30  # it trained less
+    state = searcher_state(config.sweep_dir())
+    assert [(s["trial_id"], s["lambda"], s["step"]) for s in state["stopped"]] == [(stopped_id, [0, 0, 0, 1], 10)]
+    assert len(state["observations"]) == 3 and stopped_id not in {o["trial_id"] for o in state["observations"]}
+    finished = [o["trial_id"] for o in state["observations"]]
+    assert all(sorted(state["curves"][trial_id], key=int) == ["10", "20"] for trial_id in finished)  # the final one comes with the completion
+    # fitted at its step-10 score plus the finished trials' median gain from step 10 to the end
+    gain = np.median([o["score"] - state["curves"][o["trial_id"]]["10"] for o in state["observations"]])
+    searcher = build_searcher(config)
+    searcher.set_state(state)
+    lambdas, scores = searcher.observed()
+    assert len(scores) == 4 and np.allclose(lambdas[3], [0, 0, 0, 1]) and scores[3] == pytest.approx(state["stopped"][0]["score"] + gain)

@@ -263,7 +263,9 @@ def test_a_trial_that_early_stopping_ended_is_stopped_not_interrupted(tmp_path):
     config = load_sweep_config("configs/sweep/tiny.yaml", [f"output_dir={tmp_path}"])
     events_path(tmp_path).parent.mkdir(parents=True)
     events_path(tmp_path).write_text('{"event": "stopped", "trial_id": "b", "number": "2", "step": 10}\n')
-    table = results_table(config, interrupted_results())
+    results = interrupted_results()
+    results[1].metrics = {"objective": 0.41, "step": 10, "done": True}  # what Tune reports for a trial ASHA stopped
+    table = results_table(config, results)
     assert table["status"].tolist() == ["TERMINATED", "STOPPED", "INTERRUPTED"]
     assert table["objective"].notna().tolist() == [True, False, False]  # a partial score is not a final objective
 
@@ -280,7 +282,9 @@ def test_each_tracker_is_rays_own_callback_logging_where_it_should(tmp_path, mon
     mlflow, wandb = tracking_callbacks(config)
     assert isinstance(mlflow, MLflowLoggerCallback) and isinstance(wandb, WandbLoggerCallback)
     assert mlflow.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}" and mlflow.experiment_name == "tiny"
-    assert wandb.project == "tiny"
+    assert wandb.project == "tiny" and "mode" not in wandb.kwargs
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the logging actor does not see this shell's environment
+    assert tracking_callbacks(config)[1].kwargs["mode"] == "offline"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking_callbacks(config)[0].tracking_uri == "http://mlflow.example:5000"
     assert tracking_callbacks(load_sweep_config("configs/sweep/tiny.yaml")) == []
