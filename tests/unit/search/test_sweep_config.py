@@ -288,3 +288,13 @@ def test_each_tracker_is_rays_own_callback_logging_where_it_should(tmp_path, mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking_callbacks(config)[0].tracking_uri == "http://mlflow.example:5000"
     assert tracking_callbacks(load_sweep_config("configs/sweep/tiny.yaml")) == []
+
+
+def test_verbose_reaches_the_sweep_and_the_default_is_quiet(tmp_path, monkeypatch):
+    import search.sweep
+
+    seen = []
+    monkeypatch.setattr(search.sweep, "run_sweep", lambda config, resume=False, verbose=False: seen.append(verbose) or interrupted_results()[:1])
+    assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'a'}"]) == 0
+    assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'b'}", "--verbose"]) == 0
+    assert seen == [False, True]
