@@ -99,7 +99,7 @@ def test_submit_script_runs_the_tiny_sweep_on_a_ray_head_and_reports_success(ray
     assert yaml.safe_load((storage / "e2e" / "sweep.yaml").read_text())["train"]["benchmarks"]["system_instruction"] == nasty
     assert "best λ:" in result.stdout  # the sweep's own summary, followed through the job's logs
 
-    table = pd.read_csv(storage / "e2e" / "results.csv")
+    table = pd.read_csv(storage / "e2e" / "results.csv", dtype={"trial_id": str})  # an id such as 84e12345 would read as a float
     assert len(table) == 2 and (table["status"] == "TERMINATED").all() and table["objective"].notna().all()
     for trial_id in table["trial_id"]:
         assert (storage / "e2e" / "runs" / trial_id / "eval.json").is_file()

@@ -84,7 +84,7 @@ def test_sweep_resumes_after_its_driver_is_killed_without_running_a_finished_tri
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "best λ:" in resumed.stdout
 
-    table = pd.read_csv(sweep_dir / "results.csv")
+    table = pd.read_csv(sweep_dir / "results.csv", dtype={"trial_id": str})  # an id such as 84e12345 would read as a float
     assert table["status"].tolist() == ["WARM_START"] * 2 + ["TERMINATED"] * 6 and table[OBJECTIVE].notna().all()
     # The warm rows covered the centroid and the first axial point: the rest of the design came next, in creation order.
     assert np.allclose(table[LAMBDA_COLUMNS].to_numpy()[:5], AXIAL)
@@ -229,7 +229,7 @@ def test_mlflow_and_wandb_get_a_run_per_trial_with_its_lambda_and_metrics(quiet_
     import mlflow
 
     sweep_dir, _ = quiet_sweep
-    table = pd.read_csv(sweep_dir / "results.csv")
+    table = pd.read_csv(sweep_dir / "results.csv", dtype={"trial_id": str})  # an id such as 84e12345 would read as a float
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("quiet")
     runs = client.search_runs([experiment.experiment_id])
