@@ -95,14 +95,16 @@ INTERRUPTED = "INTERRUPTED"  # stopped before its end (Ctrl-C, a killed driver):
 STOPPED = "STOPPED"  # ended early by the trial scheduler (ASHA): its objective is not a final one
 
 
-def trial_status(result, stopped: bool = False) -> str:
-    """ERROR, TERMINATED (ran to its end: Tune marked its last result done), STOPPED (early
-    stopping ended it: ``stopped``) or INTERRUPTED."""
+def trial_status(result, stopped: bool = False, evaluated: bool = False) -> str:
+    """ERROR, TERMINATED (ran to its end: its fine-tune wrote its final ``eval.json``, ``evaluated``,
+    or Tune marked its last result done), STOPPED (early stopping ended it: ``stopped``) or
+    INTERRUPTED."""
     if result.error:
         return "ERROR"
     if stopped:  # before `done`: Tune marks the last result of a trial its scheduler stopped done too
         return STOPPED
-    return "TERMINATED" if (result.metrics or {}).get("done") else INTERRUPTED
+    # `done` alone is not enough: Tune.restore of a finished sweep gives it back for one trial only.
+    return "TERMINATED" if evaluated or (result.metrics or {}).get("done") else INTERRUPTED
 
 
 WARM_START = "WARM_START"  # the status of a row taken from searcher.warm_start
@@ -120,7 +122,8 @@ def results_table(config: SweepConfig, results) -> pd.DataFrame:
         trial_config = result.config or {}
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.rsplit("-", 1)[-1]
-        row = {"trial_id": trial_id, "status": trial_status(result, trial_id in stopped)}
+        evaluated = (config.sweep_dir() / "runs" / str(trial_id) / "eval.json").is_file()
+        row = {"trial_id": trial_id, "status": trial_status(result, trial_id in stopped, evaluated)}
         weights = trial_config.get(LAMBDA_KEY, {})
         row |= {f"lambda/{d}": weights.get(d, float("nan")) for d in config.dimensions}
         row[OBJECTIVE] = metrics.get(OBJECTIVE, float("nan")) if row["status"] == "TERMINATED" else float("nan")

@@ -298,3 +298,18 @@ def test_verbose_reaches_the_sweep_and_the_default_is_quiet(tmp_path, monkeypatc
     assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'a'}"]) == 0
     assert main(["sweep", "configs/sweep/tiny.yaml", f"output_dir={tmp_path / 'b'}", "--verbose"]) == 0
     assert seen == [False, True]
+
+
+def test_a_finished_sweep_reprinted_after_a_resume_keeps_its_finished_trials(tmp_path):
+    """`sweep --resume` of a finished sweep (a second `make demo`) got Tune's `done` back for one
+    trial only and rewrote results.csv with the other seven INTERRUPTED and their objectives lost."""
+    from search.analysis import results_table
+
+    config = load_sweep_config("configs/sweep/tiny.yaml", [f"output_dir={tmp_path}"])
+    results = interrupted_results()
+    results[1].metrics = {"objective": 0.58, "step": 300, "trial_id": "b"}  # finished, but no `done` after the restore
+    (tmp_path / "runs" / "b").mkdir(parents=True)
+    (tmp_path / "runs" / "b" / "eval.json").write_text("{}")
+    table = results_table(config, results)
+    assert table["status"].tolist() == ["TERMINATED", "TERMINATED", "INTERRUPTED"]
+    assert table["objective"].tolist()[:2] == [0.61, 0.58]
