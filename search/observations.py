@@ -50,15 +50,15 @@ def lambda_columns(table: pd.DataFrame, path, dimensions: list[str] | None, *, e
     return list(dimensions), table[names].to_numpy(dtype=float)
 
 
-def read_observations(path: str | Path, score: str, dimensions: list[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+def read_observations(path: str | Path, score: str, dimensions: list[str] | None, *, announce: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(dimensions, lambdas [n, d], scores [n])`` from an observations CSV; rows without a finite
-    score (a sweep's errored or interrupted trials) are left out."""
+    score (a sweep's errored or interrupted trials) are left out, and said so when ``announce``."""
     table = read_csv(path)
     if score not in table.columns:
         raise ValueError(f"{path}: no score column {score!r} (set --score); columns are {list(table.columns)}")
     dimensions, lambdas = lambda_columns(table, path, dimensions, exclude=(score,))
     scores = pd.to_numeric(table[score], errors="coerce").to_numpy(dtype=float)
     finite = np.isfinite(scores)
-    if not finite.all():
+    if announce and not finite.all():
         make_console().print(f"{path}: {int((~finite).sum())} of {len(scores)} rows have no finite {score} and are left out")
     return dimensions, lambdas[finite], scores[finite]

@@ -151,8 +151,14 @@ def trainable(config: SweepConfig):
 
 def trial_dirname(trial) -> str:
     """``trial-003-<id>``: Tune's creation counter first, so directories sort in trial order."""
+    number = trial_number(trial)
+    return f"trial-{int(number):03d}-{trial.trial_id}" if number.isdigit() else trial.trial_id
+
+
+def trial_number(trial) -> str:
+    """Tune's creation counter (``3`` of experiment tag ``3_lambda=…``), else the trial id."""
     counter = trial.experiment_tag.split("_", 1)[0]
-    return f"trial-{int(counter):03d}-{trial.trial_id}" if counter.isdigit() else trial.trial_id
+    return counter if counter.isdigit() else trial.trial_id
 
 
 def connect_ray(**kwargs) -> bool:

@@ -149,6 +149,12 @@ class SweepConfig:
             raise ValueError(f"tune.grace_period {self.tune.grace_period} is not below train.optim.max_steps {self.train.optim.max_steps}: no trial could be stopped")
 
     @property
+    def final_step(self) -> Optional[int]:
+        """With early stopping, the step of a finished trial's final evaluation: a trial that ends
+        with an earlier one was stopped (the searcher and the console both tell them apart by it)."""
+        return self.train.optim.max_steps if self.tune.trial_scheduler == "asha" else None
+
+    @property
     def dimensions(self) -> list[str]:
         return list(self.train.data.dimensions)
 
@@ -189,8 +195,7 @@ def build_searcher(config: SweepConfig):
     """The Tune searcher the config names, metric ``objective`` and mode set here, with the
     ``warm_start`` rows already observed."""
     s = config.searcher
-    final_step = config.train.optim.max_steps if config.tune.trial_scheduler == "asha" else None
-    common = dict(metric=OBJECTIVE, mode=config.mode, num_trials=s.num_trials, initial_points=s.initial_points, tolerance=s.tolerance, final_step=final_step, random_state=s.seed)
+    common = dict(metric=OBJECTIVE, mode=config.mode, num_trials=s.num_trials, initial_points=s.initial_points, tolerance=s.tolerance, final_step=config.final_step, random_state=s.seed)
     if s.name == "optuna":
         return optuna_searcher(config.dimensions, metric=OBJECTIVE, mode=config.mode, sampler=s.optuna_sampler, seed=s.seed, initial_points=s.initial_points)
     if s.name == "polynomial":
@@ -206,11 +211,12 @@ def build_searcher(config: SweepConfig):
 
 def warm_start_rows(config: SweepConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(λ [n, m], objective [n])`` of ``searcher.warm_start`` (none without it); rows without a
-    finite objective (errored or unfinished trials) are left out, and said so."""
+    finite objective (errored or unfinished trials) are left out quietly: the file is read for the
+    searcher, the dry-run and the results table, and the sweep says once how many rows it took."""
     if not config.searcher.warm_start:
         return np.zeros((0, len(config.dimensions))), np.zeros(0)
     path = config.searcher.warm_start
-    _, lambdas, scores = read_observations(path, OBJECTIVE, config.dimensions)
+    _, lambdas, scores = read_observations(path, OBJECTIVE, config.dimensions, announce=False)
     return validate_lambdas(lambdas, len(config.dimensions), name=f"searcher.warm_start {path}: λ rows"), scores
 
 

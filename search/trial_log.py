@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from search.searcher import EVALUATED_STEP, trial_lambda
+from search.sweep import trial_number
 from search.sweep_config import OBJECTIVE, SweepConfig
 
 LOGS = "logs"
@@ -35,12 +36,6 @@ def read_events(sweep_dir: Path) -> list[dict]:
 def stopped_trials(sweep_dir: Path) -> dict[str, int]:
     """``{trial_id: step}`` of the trials that early stopping ended, and the step of their last evaluation."""
     return {event["trial_id"]: event["step"] for event in read_events(sweep_dir) if event["event"] == "stopped"}
-
-
-def trial_number(trial) -> str:
-    """Tune's creation counter (``3`` of experiment tag ``3_lambda=…``), else the trial id."""
-    counter = trial.experiment_tag.split("_", 1)[0]
-    return counter if counter.isdigit() else trial.trial_id
 
 
 class TrialLog(Callback):
@@ -81,7 +76,7 @@ class TrialLog(Callback):
         result = trial.last_result or {}
         value, step = result.get(OBJECTIVE, math.nan), int(result.get(EVALUATED_STEP) or 0)
         minutes = self._minutes(trial)
-        if self.config.tune.trial_scheduler == "asha" and step < self.config.train.optim.max_steps:
+        if self.config.final_step is not None and step < self.config.final_step:
             self._record(trial, "stopped", step=step, objective=value, minutes=minutes)
             self._say(trial, "stopped", f"by ASHA at step {step}: {self.config.objective} {value:.4f} there; {minutes:.1f} min", "yellow")
             return
