@@ -17,30 +17,39 @@ from lambda_dpo.data.encoding import EncodedExample, PromptFrame, render_prompt,
 from lambda_dpo.data.records import ListwiseExample
 
 CONDITIONING = ("none", "prompt")
+# What the preamble spells λ as: the weights as numbers, then the 20-word mix; or the numbers alone
+# (a pretrained model may read numbers that a tiny one cannot).
+PREAMBLES = ("numbers+mix", "numbers")
+DEFAULT_PREAMBLE = PREAMBLES[0]
 
 
 MIX_TOKENS = 20
 
 
-def lambda_preamble(weights: Sequence[float], dimensions: Sequence[str]) -> str:
+def lambda_preamble(weights: Sequence[float], dimensions: Sequence[str], preamble: str = DEFAULT_PREAMBLE) -> str:
     """The fixed-format control text, e.g. ``preference weights: helpfulness=0.70 honesty=0.30 |
-    mix: helpfulness ×14 honesty ×6`` spelled out as 20 words.
+    mix: helpfulness ×14 honesty ×6`` spelled out as 20 words (``preamble="numbers"``: without
+    the ``| mix: …`` part).
 
     The numbers are for models that read them; the mix (each dimension's name repeated in
     proportion to its weight, 20 words in all) carries the same λ in a form that even a tiny
     model reads by averaging over the preamble.
     """
+    if preamble not in PREAMBLES:
+        raise ValueError(f"preamble must be one of {', '.join(PREAMBLES)}; got {preamble!r}")
+    numbers = "preference weights: " + " ".join(f"{name}={float(w):.2f}" for name, w in zip(dimensions, weights))
+    if preamble == "numbers":
+        return numbers
     counts = _mix_counts(np.asarray(weights, dtype=float), MIX_TOKENS)
-    mix = " ".join(name for name, count in zip(dimensions, counts) for _ in range(count))
-    return "preference weights: " + " ".join(f"{name}={float(w):.2f}" for name, w in zip(dimensions, weights)) + " | mix: " + mix
+    return numbers + " | mix: " + " ".join(name for name, count in zip(dimensions, counts) for _ in range(count))
 
 
-def preamble_corpus(dimensions: Sequence[str], seed: int, count: int = 4000):
+def preamble_corpus(dimensions: Sequence[str], seed: int, count: int = 4000, preamble: str = DEFAULT_PREAMBLE):
     """Preambles for every vertex and ``count`` λ ~ Dir(1): texts for a tokenizer trained on the
     data, so that a conditioned policy's preamble is a few tokens rather than characters."""
     rng = np.random.default_rng(seed)
     for weights in [*np.eye(len(dimensions)), *rng.dirichlet(np.ones(len(dimensions)), count)]:
-        yield lambda_preamble(weights, dimensions)
+        yield lambda_preamble(weights, dimensions, preamble)
 
 
 def _mix_counts(weights: np.ndarray, total: int) -> list[int]:
@@ -52,10 +61,10 @@ def _mix_counts(weights: np.ndarray, total: int) -> list[int]:
     return counts.tolist()
 
 
-def conditioned_prompt(prompt, weights: Sequence[float], dimensions: Sequence[str], tokenizer) -> str:
+def conditioned_prompt(prompt, weights: Sequence[float], dimensions: Sequence[str], tokenizer, preamble: str = DEFAULT_PREAMBLE) -> str:
     """The prompt text a λ-conditioned policy sees: the preamble joins the system message (the
     prompt's own, or the template's default one)."""
-    return render_prompt(prompt, tokenizer, system=lambda_preamble(weights, dimensions))
+    return render_prompt(prompt, tokenizer, system=lambda_preamble(weights, dimensions, preamble))
 
 
 class PromptConditioner:
@@ -67,21 +76,22 @@ class PromptConditioner:
     preamble) and the end of the prompt.
     """
 
-    def __init__(self, examples: Sequence[ListwiseExample], tokenizer, dimensions: Sequence[str], max_prompt_length: int):
+    def __init__(self, examples: Sequence[ListwiseExample], tokenizer, dimensions: Sequence[str], max_prompt_length: int, preamble: str = DEFAULT_PREAMBLE):
         self.prompts = {example.key: example.prompt for example in examples}
         self.tokenizer = tokenizer
         self.dimensions = list(dimensions)
         self.max_prompt_length = max_prompt_length
+        self.preamble = preamble
         self.plain_head = PromptFrame.of(tokenizer).head
 
     def __call__(self, encoded: Sequence[EncodedExample], lambdas: np.ndarray) -> list[EncodedExample]:
-        texts = [conditioned_prompt(self.prompts[e.key], w, self.dimensions, self.tokenizer) for e, w in zip(encoded, lambdas)]
+        texts = [conditioned_prompt(self.prompts[e.key], w, self.dimensions, self.tokenizer, self.preamble) for e, w in zip(encoded, lambdas)]
         ids = tokenize_prompts(texts, self.tokenizer)
         # A prompt that fitted its budget plainly fits it with the preamble added; only the ones
         # cut when encoded need their conditioned frame measured.
         for i, example in enumerate(encoded):
             if len(example.prompt_ids) >= self.max_prompt_length:
-                frame = PromptFrame.of(self.tokenizer, system=lambda_preamble(lambdas[i], self.dimensions))
+                frame = PromptFrame.of(self.tokenizer, system=lambda_preamble(lambdas[i], self.dimensions, self.preamble))
                 ids[i], _ = frame.fit(ids[i], self.max_prompt_length + frame.head - self.plain_head)
         return [dataclasses.replace(e, prompt_ids=tuple(i)) for e, i in zip(encoded, ids)]
 

@@ -35,7 +35,7 @@ class Generator:
             return render_prompt(prompt, self.tokenizer)
         m = len(self.dimensions)
         weights = [1.0 / m] * m if weights is None else validate_lambda(weights, m, name="--lambda")
-        return conditioned_prompt(prompt, weights, self.dimensions, self.tokenizer)
+        return conditioned_prompt(prompt, weights, self.dimensions, self.tokenizer, self.config.preamble)
 
     def __call__(self, prompt, *, weights: Sequence[float] | None = None, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0) -> str:
         """The response to ``prompt`` (a string or chat messages); greedy when ``temperature`` is 0."""

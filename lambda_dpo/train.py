@@ -31,7 +31,7 @@ from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, ch
 from lambda_dpo import checkpoints
 from lambda_dpo.checkpoints import checkpoint_dirs, latest_checkpoint, load_training_state, rng_state, set_rng_state
 from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
-from lambda_dpo.conditioning import CONDITIONING, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
+from lambda_dpo.conditioning import CONDITIONING, DEFAULT_PREAMBLE, PREAMBLES, PromptConditioner, conditioned_prompt, lambda_preamble, preamble_corpus, steerability
 from lambda_dpo.config import load_config, save_config
 from lambda_dpo.data.collate import ListwiseCollator, longest_first
 from lambda_dpo.console import logger
@@ -118,6 +118,8 @@ class TrainConfig:
     seed: int = setting(0, help='seed of weights, batch order and dropout')
     threads: Optional[int] = setting(None, within=AT_LEAST_ONE, help='torch intra-op threads (1 is fastest for the tiny model on 2 cores)')
     conditioning: str = setting("none", help='none | prompt: λ rendered into the prompt, so λ steers the policy at inference', choices=CONDITIONING)
+    preamble: str = setting(DEFAULT_PREAMBLE, help="the λ preamble of conditioning: prompt: numbers+mix (the weights, then each name repeated in proportion) | numbers (the weights only)", choices=PREAMBLES)
+    reference_cache: Optional[str] = setting(None, path=True, help="directory of reference log-prob caches shared by runs of the same model and data (a sweep's trials, a benchmark's runs), each file named by what it was computed from; unset: the run's own reference_logps/")
     model: ModelConfig = setting(default_factory=ModelConfig, help='')
     data: DataConfig = setting(default_factory=DataConfig, help='')
     eval: EvalConfig = setting(default_factory=EvalConfig, help='')
@@ -223,7 +225,7 @@ def tokenizer_corpus(config: TrainConfig, examples: list[ListwiseExample]):
     """Texts for a tokenizer trained on the data (``model.tokenizer: train``), λ preambles included."""
     yield from example_texts(examples)
     if config.conditioning == "prompt":
-        yield from preamble_corpus(config.data.dimensions, config.seed)
+        yield from preamble_corpus(config.data.dimensions, config.seed, preamble=config.preamble)
 
 
 def batch_order(num_examples: int, batch_size: int, seed: int, micro_step: int) -> tuple[list[int], int]:
@@ -350,13 +352,13 @@ def benchmarks_for_policy(config: TrainConfig, benchmarks: BenchmarkConfig | Non
     if config.conditioning == "none" or benchmarks.system_instruction is not None:
         return benchmarks
     eval_lambda = config.eval.mixed_lambda(len(config.data.dimensions))
-    return dataclasses.replace(benchmarks, system_instruction=lambda_preamble(eval_lambda, config.data.dimensions))
+    return dataclasses.replace(benchmarks, system_instruction=lambda_preamble(eval_lambda, config.data.dimensions, config.preamble))
 
 
 def make_conditioner(config: TrainConfig, examples, tokenizer) -> PromptConditioner | None:
     if config.conditioning == "none":
         return None
-    return PromptConditioner(examples, tokenizer, config.data.dimensions, config.data.max_prompt_length)
+    return PromptConditioner(examples, tokenizer, config.data.dimensions, config.data.max_prompt_length, config.preamble)
 
 
 def sft_warm_start(base, setup: RunSetup):
@@ -461,9 +463,12 @@ def fill_reference_cache(setup: RunSetup, split: str, base, *, name: str | None 
     split's) and read back when already computed; progress is shown while they are computed."""
     config, encoded = setup.config, setup.encoded[split]
     lengths = (config.data.max_prompt_length, config.data.max_length)
-    key = fingerprint(config.model, config.sft, config.seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
+    # The seed shapes the reference only through the SFT warm start: runs that differ in seed alone share it.
+    seed = config.seed if config.sft.steps else None
+    key = fingerprint(config.model, config.sft, seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
     encoded = longest_first(encoded)  # the cache is keyed by example: the order only changes the padding
-    cache = ReferenceCache(setup.run_dir / "reference_logps" / f"{name or split}.pt", key)
+    path = Path(config.reference_cache) / f"{name or split}-{key}.pt" if config.reference_cache else setup.run_dir / "reference_logps" / f"{name or split}.pt"
+    cache = ReferenceCache(path, key)
     size = config.eval.batch_size
     starts = range(0, len(encoded), size)
     if not cache.load():
@@ -689,7 +694,7 @@ def prompt_renderer(config: TrainConfig, tokenizer, weights: Sequence[float] | N
     is λ-conditioned (``weights`` None: a plain prompt, as the reference reads it)."""
     if config.conditioning == "none" or weights is None:
         return lambda example: render_prompt(example.prompt, tokenizer)
-    return lambda example: conditioned_prompt(example.prompt, weights, config.data.dimensions, tokenizer)
+    return lambda example: conditioned_prompt(example.prompt, weights, config.data.dimensions, tokenizer, config.preamble)
 
 
 def generation_scores(setup: RunSetup, model, weights, *, plain: bool = False, max_new_tokens: int | None = None):

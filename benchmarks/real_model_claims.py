@@ -1,0 +1,410 @@
+"""The method's claims on a real model: λ matters, λ-DPO against DPO, and steering by λ.
+
+Every run is one LoRA fine-tune of the real-model config (`configs/train/smollm2-135m-verifiable.yaml`:
+SmolLM2-135M-Instruct, the shipped verifiable set, 30 steps) with the same data, steps and
+hyperparameters; only what the list below names changes. Each is scored by what it generates on the
+held-out prompts (`verifiable/<dim>`, `verifiable/mixed`) and by the held-out ranking metrics.
+
+- ``reference``: the untrained model (generation only: its implicit reward is zero);
+- ``lambda-dpo-s<seed>``: λ-DPO at the centroid λ; ``dpo-s<seed>``: DPO on each prompt's best and
+  worst response under the centroid's mixed target (``--seeds``, at least 3 for the claim);
+- ``simpo``, ``orpo``: the reference-free baselines on the same pairs;
+- ``one-hot-<dim>``: λ-DPO at λ = e_k, one per dimension;
+- ``steer-mix``, ``steer-numbers``: λ-DPO with ``conditioning: prompt`` (λ ~ Dir(1) per example,
+  rendered into the prompt with and without the 20-word mix), generated under every e_k and the centroid.
+
+Resumable: each finished run leaves ``result.json`` (and its generations) in its directory and is
+never trained again; a run cut off mid-way starts over. All runs share one reference log-prob cache.
+The report (``summary.md``, ``summary.json``, ``one_hot.png``, ``trade_off.png``) is rewritten from
+whatever has finished, so it can be read while the rest runs.
+
+    python benchmarks/real_model_claims.py                   # ≈ 3 h on 2 cores, two runs at a time
+    python benchmarks/real_model_claims.py --report-only     # the report from the finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CONFIG = "configs/train/smollm2-135m-verifiable.yaml"
+MIXED = "verifiable/mixed"
+HELD_OUT = ("top1_accuracy/mixed", "reward_margin")  # the held-out ranking metrics shown beside the generation scores
+RESULT = "result.json"
+GENERATIONS = "generations.jsonl"  # the final evaluation's (train.GENERATIONS); a steered run adds generations-<dim>.jsonl
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    arm: str  # the table's row: runs of one arm differ in seed only
+    overrides: tuple[str, ...] = ()
+    steered: bool = False  # conditioning: prompt, generated under every vertex too
+    seed: int = 0
+
+
+@dataclass
+class Finished:
+    """A finished run's result and its per-prompt generation rows, by the λ they were generated under
+    ("centroid", or a dimension's name for a steered run's e_k)."""
+
+    run: Run
+    result: dict
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def centroid(m: int) -> str:
+    return "[" + ",".join([f"{1 / m:.17g}"] * m) + "]"
+
+
+def plan(dimensions: list[str], seeds: list[int]) -> list[Run]:
+    """Every run, in the order they are started: the first seed's pair, the one-hot runs, the other
+    seeds, then the baselines and the steered runs (so the first claims are readable first)."""
+    m = len(dimensions)
+    fixed = lambda weights: ("lambdas.sampler=fixed", f"lambdas.weights={weights}", "lambdas.anchor_share=0")  # noqa: E731
+    pair = lambda seed: [Run(f"lambda-dpo-s{seed}", "λ-DPO, centroid", ("loss.name=lambda_dpo", *fixed(centroid(m))), seed=seed),  # noqa: E731
+                         Run(f"dpo-s{seed}", "DPO, centroid", ("loss.name=dpo", *fixed(centroid(m))), seed=seed)]
+    one_hot = [Run(f"one-hot-{name}", f"one-hot {name}", ("loss.name=lambda_dpo", *fixed("[" + ",".join("1" if j == k else "0" for j in range(m)) + "]")))
+               for k, name in enumerate(dimensions)]
+    baselines = [Run(name, name.upper().replace("SIMPO", "SimPO"), (f"loss.name={name}", *fixed(centroid(m)))) for name in ("simpo", "orpo")]
+    steer = [Run(f"steer-{kind}", f"steered ({kind})", ("loss.name=lambda_dpo", "conditioning=prompt", f"preamble={preamble}",
+                                                         "lambdas.sampler=dirichlet", "lambdas.dirichlet_alpha=1", "lambdas.anchor_share=0"), steered=True)
+             for kind, preamble in (("mix", "numbers+mix"), ("numbers", "numbers"))]
+    first, *rest = seeds
+    return [*pair(first), *one_hot, *[run for seed in rest for run in pair(seed)], *baselines, *steer]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    from lambda_dpo.train import write_rows as write
+
+    write(path, rows)
+
+
+def execute(run: Run, config_path: str, overrides: list[str], out: Path, threads: int) -> dict:
+    """Train one run (or read back its result) and generate under every vertex when it is steered."""
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.reporting import JsonlReporter
+    from lambda_dpo.train import checkpoint_generations, load_train_config, train
+
+    run_dir = out / run.name
+    if (run_dir / RESULT).exists():
+        return json.loads((run_dir / RESULT).read_text())
+    if run_dir.exists():  # cut off mid-way: its 30 steps are cheaper to redo than to resume
+        shutil.rmtree(run_dir)
+    hf_logging.disable_progress_bar()
+    full = [*run.overrides, *overrides, f"seed={run.seed}", f"output_dir={run_dir}", f"reference_cache={out / 'reference_logps'}", f"threads={threads}",
+            "save_every=0", "eval.every=0"]
+    config = load_train_config(config_path, full)
+    started = time.perf_counter()
+    reporter = JsonlReporter(run_dir / "metrics.jsonl")  # to follow a run: tail its metrics.jsonl
+    try:
+        trained = train(config, reporter=reporter)
+    finally:
+        reporter.close()
+    result = {"name": run.name, "arm": run.arm, "seed": run.seed, "overrides": full, "checkpoint": str(trained.checkpoint.relative_to(out)),
+              "metrics": trained.metrics, "train_seconds": time.perf_counter() - started}
+    if run.steered:
+        vertex_metrics = {}
+        for k, name in enumerate(config.data.dimensions):
+            weights = [1.0 if j == k else 0.0 for j in range(len(config.data.dimensions))]
+            scores = checkpoint_generations(trained.checkpoint, weights=weights)
+            write_rows(run_dir / f"generations-{name}.jsonl", scores.rows)
+            vertex_metrics[name] = scores.metrics
+        result["vertex_metrics"] = vertex_metrics
+    result["seconds"] = time.perf_counter() - started
+    (run_dir / RESULT).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def execute_reference(checkpoint: Path, out: Path, threads: int) -> dict:
+    """The untrained model's generations (plain prompts) on the same held-out prompts."""
+    import torch
+
+    from lambda_dpo.train import checkpoint_generations
+
+    run_dir = out / "reference"
+    if (run_dir / RESULT).exists():
+        return json.loads((run_dir / RESULT).read_text())
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    scores = checkpoint_generations(checkpoint, reference=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_rows(run_dir / GENERATIONS, scores.rows)
+    result = {"name": "reference", "arm": "reference (untrained)", "seed": 0, "metrics": scores.metrics, "seconds": time.perf_counter() - started}
+    (run_dir / RESULT).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_all(runs: list[Run], args, dimensions: list[str]) -> None:
+    """The first run alone (it fills the shared reference cache), then the others and the reference
+    ``--jobs`` at a time, each in its own process."""
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, 2 // args.jobs) if args.threads is None else args.threads
+    started = time.perf_counter()
+    total, done = len(runs) + 1, 0
+
+    def finished(name: str, result: dict) -> None:
+        nonlocal done
+        done += 1
+        score = result["metrics"].get(MIXED, math.nan)
+        print(f"[{done}/{total} {(time.perf_counter() - started) / 60:.0f} min] {name}: {MIXED} {score:.3f} ({result['seconds'] / 60:.1f} min)", flush=True)
+        try:
+            report(args.out, runs, dimensions)
+        except Exception as error:  # a report bug must not stop the runs; --report-only redoes it
+            print(f"the report could not be written ({type(error).__name__}: {error})", flush=True)
+
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        first = pool.submit(execute, runs[0], args.config, args.overrides, args.out, 2 if args.threads is None else args.threads).result()
+        finished(runs[0].name, first)
+        futures = {pool.submit(execute_reference, args.out / first["checkpoint"], args.out, threads): "reference"}
+        futures |= {pool.submit(execute, run, args.config, args.overrides, args.out, threads): run.name for run in runs[1:]}
+        failures = []
+        for future in as_completed(futures):
+            try:
+                finished(futures[future], future.result())
+            except Exception as error:  # the others go on; a rerun retries this one
+                failures.append(futures[future])
+                print(f"{futures[future]} FAILED: {type(error).__name__}: {error}", flush=True)
+    if failures:
+        raise SystemExit(f"{len(failures)} runs failed ({', '.join(failures)}); rerun the same command to retry them")
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def load_finished(out: Path, runs: list[Run]) -> tuple[dict[str, Finished], Finished | None]:
+    finished = {}
+    for run in runs:
+        run_dir = out / run.name
+        if not (run_dir / RESULT).exists():
+            continue
+        rows = {"centroid": read_rows(run_dir / GENERATIONS)}
+        for path in run_dir.glob("generations-*.jsonl"):
+            rows[path.stem.removeprefix("generations-")] = read_rows(path)
+        finished[run.name] = Finished(run, json.loads((run_dir / RESULT).read_text()), rows)
+    reference = None
+    if (out / "reference" / RESULT).exists():
+        reference = Finished(Run("reference", "reference (untrained)"), json.loads((out / "reference" / RESULT).read_text()),
+                             {"centroid": read_rows(out / "reference" / GENERATIONS)})
+    return finished, reference
+
+
+def prompt_means(runs: list[Finished], metric: str, tag: str = "centroid") -> dict[str, float]:
+    """Per prompt (record id): ``metric`` averaged over ``runs`` (seeds of one arm), prompts where it applies."""
+    from lambda_dpo.verifiable.scoring import metric_values
+
+    values: dict[str, list[float]] = {}
+    for finished in runs:
+        rows = finished.rows[tag]
+        for row, value in zip(rows, metric_values(rows, metric)):
+            if value is not None:
+                values.setdefault(row["record_id"], []).append(value)
+    return {key: float(np.mean(v)) for key, v in values.items() if len(v) == len(runs)}
+
+
+def interval(values, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile bootstrap interval over prompts."""
+    from lambda_dpo.verifiable.scoring import bootstrap_interval
+
+    values = list(values)
+    low, high = bootstrap_interval(values, seed=seed)
+    return (float(np.mean(values)) if values else math.nan), low, high
+
+
+def paired(first: dict[str, float], second: dict[str, float]) -> tuple[float, float, float, int]:
+    """Mean of first − second over their common prompts, its bootstrap interval and the prompt count."""
+    keys = sorted(set(first) & set(second))
+    mean, low, high = interval([first[k] - second[k] for k in keys])
+    return mean, low, high, len(keys)
+
+
+def fmt(mean: float, low: float, high: float, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
+
+
+def score_matrix(rows_by_row: list[dict[str, list[dict]]], dimensions: list[str], tags: list[str]) -> np.ndarray:
+    """``[len(tags), m]``: row i = the runs under tag i, column k = mean ``verifiable/<dim k>``."""
+    from lambda_dpo.verifiable.scoring import summarise
+
+    return np.array([[summarise(rows[tag], dimensions)[f"verifiable/{d}"] for d in dimensions] for rows, tag in zip(rows_by_row, tags)])
+
+
+def arms_table(finished: dict[str, Finished], reference: Finished | None, dimensions: list[str]) -> tuple[list[str], dict]:
+    """One line per arm: each generation score with its interval over prompts (seeds averaged per
+    prompt), then the held-out ranking metrics (mean over seeds)."""
+    arms: dict[str, list[Finished]] = {}
+    for item in ([reference] if reference else []) + list(finished.values()):
+        arms.setdefault(item.run.arm, []).append(item)
+    metrics = [MIXED, *(f"verifiable/{d}" for d in dimensions)]
+    header = "| run | seeds | " + " | ".join(f"`{m}`" for m in metrics) + " | " + " | ".join(f"`{m}`" for m in HELD_OUT) + " | words | minutes |"
+    lines = [header, "|" + " --- |" * (len(metrics) + len(HELD_OUT) + 4)]
+    data = {}
+    for arm, items in arms.items():
+        cells = {metric: interval(prompt_means(items, metric).values()) for metric in metrics}
+        held = {name: float(np.mean([i.result["metrics"].get(name, math.nan) for i in items])) for name in HELD_OUT}
+        if arm.startswith("reference"):
+            held = {name: math.nan for name in HELD_OUT}  # its implicit reward is zero: no ranking
+        words = float(np.mean([i.result["metrics"]["generation/mean_words"] for i in items]))
+        minutes = float(np.mean([i.result["seconds"] for i in items])) / 60
+        seeds = ", ".join(str(i.run.seed) for i in items)
+        lines.append(f"| {arm} | {seeds} | " + " | ".join(fmt(*cells[m]) for m in metrics) + " | "
+                     + " | ".join("—" if math.isnan(held[n]) else f"{held[n]:.3f}" for n in HELD_OUT) + f" | {words:.0f} | {minutes:.1f} |")
+        data[arm] = {"seeds": [i.run.seed for i in items], "scores": {m: cells[m] for m in metrics}, "held_out": held, "mean_words": words, "minutes": minutes}
+    return lines, data
+
+
+def one_hot_claim(finished: dict[str, Finished], dimensions: list[str]) -> tuple[list[str], dict | None]:
+    names = [f"one-hot-{d}" for d in dimensions]
+    if not all(n in finished for n in names):
+        return [f"λ matters: waiting for the one-hot runs ({sum(n in finished for n in names)}/{len(names)} finished)"], None
+    matrix = score_matrix([finished[n].rows for n in names], dimensions, ["centroid"] * len(names))
+    best = matrix.argmax(axis=0)
+    wins = [dimensions[k] for k in range(len(dimensions)) if best[k] == k]
+    lines = ["Generation scores under each one-hot λ (row: the λ trained at; column: `verifiable/<dim>`):", "",
+             "| trained at | " + " | ".join(dimensions) + " |", "|" + " --- |" * (len(dimensions) + 1)]
+    lines += [f"| e({d}) | " + " | ".join(f"**{v:.3f}**" if best[j] == i else f"{v:.3f}" for j, v in enumerate(matrix[i])) + " |" for i, d in enumerate(dimensions)]
+    lines += ["", f"Each one-hot run is the best of the four on its own dimension in {len(wins)} of {len(dimensions)} dimensions ({', '.join(wins) or 'none'})."]
+    from lambda_dpo.conditioning import steerability
+
+    return lines, {"matrix": matrix.tolist(), "wins": wins, "steerability": steerability(matrix)}
+
+
+def pair_claim(finished: dict[str, Finished]) -> tuple[list[str], dict | None]:
+    lam = [f for f in finished.values() if f.run.arm == "λ-DPO, centroid"]
+    dpo = [f for f in finished.values() if f.run.arm == "DPO, centroid"]
+    seeds = sorted({f.run.seed for f in lam} & {f.run.seed for f in dpo})
+    if not seeds:
+        return ["λ-DPO against DPO: waiting for a seed with both runs"], None
+    lam = [f for f in lam if f.run.seed in seeds]
+    dpo = [f for f in dpo if f.run.seed in seeds]
+    mean, low, high, count = paired(prompt_means(lam, MIXED), prompt_means(dpo, MIXED))
+    per_seed = [paired(prompt_means([a], MIXED), prompt_means([b], MIXED))[0] for a, b in zip(sorted(lam, key=lambda f: f.run.seed), sorted(dpo, key=lambda f: f.run.seed))]
+    lines = [f"λ-DPO − DPO in `{MIXED}` at the centroid, seeds {seeds} averaged per prompt, paired over {count} prompts: {fmt(mean, low, high, signed=True)}.",
+             "Per seed: " + ", ".join(f"{s}: {d:+.3f}" for s, d in zip(seeds, per_seed)) + "."]
+    return lines, {"seeds": seeds, "difference": [mean, low, high], "prompts": count, "per_seed": per_seed}
+
+
+def steering_claim(finished: dict[str, Finished], dimensions: list[str], one_hot: dict | None) -> tuple[list[str], dict]:
+    from lambda_dpo.conditioning import steerability
+
+    lines, data = [], {}
+    unconditioned = [f for f in finished.values() if f.run.arm == "λ-DPO, centroid"]
+    for name in ("steer-mix", "steer-numbers"):
+        if name not in finished:
+            lines.append(f"{name}: not finished")
+            continue
+        item = finished[name]
+        matrix = score_matrix([item.rows] * len(dimensions), dimensions, list(dimensions))
+        score = steerability(matrix)
+        entry = {"matrix": matrix.tolist(), "steerability": score}
+        lines += [f"**{name}** (`preamble: {'numbers+mix' if name.endswith('mix') else 'numbers'}`): generation scores under each λ given at inference:", "",
+                  "| λ given | " + " | ".join(dimensions) + " |", "|" + " --- |" * (len(dimensions) + 1)]
+        lines += [f"| e({d}) | " + " | ".join(f"{v:.3f}" for v in matrix[i]) + " |" for i, d in enumerate(dimensions)]
+        lines += ["", f"Steerability on generation scores: {score:.3f}"]
+        if one_hot is not None:
+            entry["ratio"] = score / one_hot["steerability"] if one_hot["steerability"] else math.nan
+            lines[-1] += f"; the four one-hot models': {one_hot['steerability']:.3f}; ratio {entry['ratio']:.2f} (target ≥ 0.6)"
+        if unconditioned:
+            mean, low, high, count = paired(prompt_means(unconditioned, MIXED), prompt_means([item], MIXED))
+            entry["centroid_cost"] = [mean, low, high]
+            lines.append(f"Cost at the centroid (unconditioned λ-DPO − {name} in `{MIXED}`, {count} prompts): {fmt(mean, low, high, signed=True)} (target ≤ 0.03)")
+        lines.append("")
+        data[name] = entry
+    return lines, data
+
+
+def plots(out: Path, finished: dict[str, Finished], reference: Finished | None, dimensions: list[str], one_hot: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if one_hot is not None:
+        figure, axis = plt.subplots(figsize=(6.5, 4.5))
+        matrix = np.array(one_hot["matrix"])
+        image = axis.imshow(matrix, cmap="viridis")
+        axis.set_xticks(range(len(dimensions)), dimensions, rotation=20)
+        axis.set_yticks(range(len(dimensions)), [f"λ = e({d})" for d in dimensions])
+        for i in range(len(dimensions)):
+            for j in range(len(dimensions)):
+                axis.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color="white" if matrix[i, j] < matrix.mean() else "black")
+        axis.set_title("verifiable/<dim> of greedy answers, per one-hot λ run")
+        figure.colorbar(image, ax=axis)
+        figure.tight_layout()
+        figure.savefig(out / "one_hot.png", dpi=120)
+        plt.close(figure)
+    pairs = [(0, 2), (2, 3)] if len(dimensions) >= 4 else [(0, 1)]
+    figure, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 5))
+    items = ([reference] if reference else []) + list(finished.values())
+    for axis, (x, y) in zip(np.atleast_1d(axes), pairs):
+        for item in items:
+            scores = score_matrix([item.rows], dimensions, ["centroid"])[0]
+            axis.scatter(scores[x], scores[y], s=30)
+            axis.annotate(item.run.name, (scores[x], scores[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        axis.set_xlabel(f"verifiable/{dimensions[x]}")
+        axis.set_ylabel(f"verifiable/{dimensions[y]}")
+    figure.suptitle("One point per run (greedy answers, centroid prompt for steered runs)")
+    figure.tight_layout()
+    figure.savefig(out / "trade_off.png", dpi=120)
+    plt.close(figure)
+
+
+def report(out: Path, runs: list[Run], dimensions: list[str]) -> str:
+    """``summary.md`` (the tables and the three claims), ``summary.json`` and the PNGs, from the runs finished so far."""
+    finished, reference = load_finished(out, runs)
+    if not finished:
+        return "no run has finished yet"
+    table, arms = arms_table(finished, reference, dimensions)
+    hot_lines, one_hot = one_hot_claim(finished, dimensions)
+    pair_lines, pair = pair_claim(finished)
+    steer_lines, steer = steering_claim(finished, dimensions, one_hot)
+    text = "\n".join([f"# The claims on SmolLM2-135M-Instruct ({len(finished) + bool(reference)}/{len(runs) + 1} runs finished)", "",
+                      "Means over the held-out prompts with 95% bootstrap intervals; arms with several seeds are averaged per prompt first.", "",
+                      *table, "", "## λ matters", "", *hot_lines, "", "## λ-DPO against DPO", "", *pair_lines, "", "## Steering", "", *steer_lines])
+    (out / "summary.md").write_text(text + "\n")
+    (out / "summary.json").write_text(json.dumps({"arms": arms, "one_hot": one_hot, "pair": pair, "steering": steer}, indent=2))
+    plots(out, finished, reference, dimensions, one_hot)
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the centroid pair (λ-DPO and DPO)")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/real-model-claims"))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once, after the first (each on 2 // jobs threads)")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: 2 // jobs)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs; train nothing")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides of the config for every run (the smoke test cuts the data with them)")
+    args = parser.parse_args(argv)
+    from lambda_dpo.train import load_train_config
+
+    dimensions = list(load_train_config(args.config, args.overrides).data.dimensions)  # a bad key fails here, before anything trains
+    runs = plan(dimensions, args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        run_all(runs, args, dimensions)
+    print(report(args.out, runs, dimensions))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
