@@ -13,6 +13,7 @@ Sweep directory (``<storage_path>/<name>``, or ``output_dir``)::
     tune/               the Tune experiment (searcher state included): what ``--resume`` reads
     train/<trial>/      Ray Train's copy of each trial's checkpoints
     runs/<trial>/       each trial's run directory (config, metrics.jsonl, checkpoints, eval.json)
+    reference_logps/    the reference log-probs, computed by the first trial and read by the others
     results.csv, schedule.json, objective.png, schedule.png: written by search.analysis.write_outputs
 """
 

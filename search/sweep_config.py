@@ -245,7 +245,9 @@ def trial_train_config(config: SweepConfig, weights: np.ndarray, trial_id: str) 
     else:
         lambdas = centred_dirichlet(config.train.lambdas, weights, config.lambda_concentration)
     run_dir = config.sweep_dir() / "runs" / trial_id
-    return dataclasses.replace(config.train, lambdas=lambdas, output_dir=str(run_dir))
+    # The trials differ in λ only, which the reference never sees: one cache serves them all.
+    reference_cache = config.train.reference_cache or str(config.sweep_dir() / "reference_logps")
+    return dataclasses.replace(config.train, lambdas=lambdas, output_dir=str(run_dir), reference_cache=reference_cache)
 
 
 def for_trials(config: SweepConfig) -> SweepConfig:

@@ -264,6 +264,26 @@ def test_reference_forward_runs_once_per_example_and_never_again(tmp_path, monke
     assert [cache.forward_rows for cache in caches] == [0, 0] and not entered  # read back from disk
 
 
+def test_runs_that_differ_in_seed_share_a_reference_cache_and_an_sft_warm_start_does_not(tmp_path, monkeypatch):
+    caches = []
+    original_fill = modeling.ReferenceCache.fill
+
+    def recording_fill(self, *args, **kwargs):
+        caches.append(self)
+        return original_fill(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling.ReferenceCache, "fill", recording_fill)
+    shared = f"reference_cache={tmp_path / 'shared'}"
+    for seed in (0, 1):
+        train(small_config(tmp_path / f"seed-{seed}", "optim.max_steps=2", "sft.steps=0", f"seed={seed}", shared))
+    assert [cache.forward_rows for cache in caches] == [128 * 4, 32 * 4, 0, 0]  # the second run reads the first's
+    assert len(list((tmp_path / "shared").glob("*.pt"))) == 2 and not (tmp_path / "seed-1" / "reference_logps").exists()
+    caches.clear()
+    for seed in (0, 1):  # the reference is the warm-started model, which the seed shapes
+        train(small_config(tmp_path / f"sft-{seed}", "optim.max_steps=2", "sft.steps=2", f"seed={seed}", shared))
+    assert [cache.forward_rows for cache in caches] == [128 * 4, 32 * 4] * 2
+
+
 def test_a_lora_run_holds_exactly_one_copy_of_the_base_weights(tmp_path):
     config = small_config(tmp_path / "run", "model.lora.enabled=true", "model.lora.r=4", "optim.max_steps=3")
     seen = []

@@ -84,3 +84,27 @@ def test_the_preamble_joins_the_templates_default_system_prompt_or_the_prompts_o
     own = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hi."}]
     assert conditioned_prompt(own, [0.5, 0.5], DIMENSIONS, tokenizer).startswith(f"<|system|>Answer in French.\n\n{preamble}</s>")
     assert conditioned_prompt("Hi.", [0.5, 0.5], DIMENSIONS, tiny_tokenizer).startswith(f"<s><|system|>{preamble}</s>")
+
+
+def test_a_numbers_preamble_spells_lambda_without_the_mix():
+    assert lambda_preamble([0.7, 0.3], DIMENSIONS, "numbers") == "preference weights: helpfulness=0.70 honesty=0.30"
+    assert lambda_preamble([0.7, 0.3], DIMENSIONS).startswith(lambda_preamble([0.7, 0.3], DIMENSIONS, "numbers") + " | mix: ")
+    with pytest.raises(ValueError, match="preamble must be one of numbers\\+mix, numbers; got 'words'"):
+        lambda_preamble([0.7, 0.3], DIMENSIONS, "words")
+
+
+def test_the_conditioner_and_the_corpus_use_the_runs_preamble(tiny_tokenizer):
+    examples = [example(0, "Is salt a mineral?")]
+    encoded = encode_examples(examples, tiny_tokenizer, max_prompt_length=64, max_length=96)
+    conditioner = PromptConditioner(examples, tiny_tokenizer, DIMENSIONS, max_prompt_length=64, preamble="numbers")
+    text = tiny_tokenizer.decode(conditioner(encoded, np.array([[0.5, 0.5]]))[0].prompt_ids)
+    assert "helpfulness=0.50 honesty=0.50" in text and "mix:" not in text
+    assert all("mix:" not in line for line in preamble_corpus(DIMENSIONS, seed=0, count=3, preamble="numbers"))
+
+
+def test_a_train_config_names_a_bad_preamble():
+    from lambda_dpo.train import load_train_config
+
+    assert load_train_config("configs/train/tiny-conditioned.yaml", ["preamble=numbers"]).preamble == "numbers"
+    with pytest.raises(ValueError, match="preamble must be one of numbers\\+mix, numbers; got 'mixed'"):
+        load_train_config("configs/train/tiny-conditioned.yaml", ["preamble=mixed"])

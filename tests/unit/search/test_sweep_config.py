@@ -72,6 +72,15 @@ def test_trial_config_fixes_lambda_or_centres_a_dirichlet_on_it(tmp_path):
     assert np.allclose(sampler.alpha, 40 * weights)
 
 
+def test_trials_share_the_sweeps_reference_cache_unless_the_train_config_names_one(tmp_path):
+    weights = np.array([0.4, 0.3, 0.2, 0.1])
+    sweep = load_sweep_config("configs/sweep/tiny.yaml", [f"storage_path={tmp_path}"])
+    first, second = (trial_train_config(sweep, weights, trial) for trial in ("abc", "def"))
+    assert first.reference_cache == second.reference_cache == str(tmp_path / "tiny" / "reference_logps")
+    named = load_sweep_config("configs/sweep/tiny.yaml", [f"storage_path={tmp_path}", f"train.reference_cache={tmp_path / 'shared'}"])
+    assert trial_train_config(named, weights, "abc").reference_cache == str(tmp_path / "shared")
+
+
 def test_local_paths_become_absolute_and_hub_ids_stay(monkeypatch, tmp_path):
     config = with_absolute_paths(load_sweep_config("configs/sweep/tiny.yaml").train)
     assert Path(config.model.name_or_path).is_absolute() and Path(config.model.name_or_path).is_dir()

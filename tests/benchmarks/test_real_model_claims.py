@@ -1,0 +1,110 @@
+"""The real-model claims benchmark: its plan, the claims it reads off finished runs, and (real model) a 2-prompt run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PATH = Path(__file__).parents[2] / "benchmarks" / "real_model_claims.py"
+CONFIG = "configs/train/smollm2-135m-verifiable.yaml"
+DIMENSIONS = ["instruction_following", "correctness", "conciseness", "detail"]
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(PATH.parent))  # the spawned workers import the script by name
+    import real_model_claims
+
+    return real_model_claims
+
+
+def test_the_plan_changes_only_loss_lambda_seed_and_conditioning(bench):
+    from lambda_dpo.train import load_train_config
+
+    runs = bench.plan(DIMENSIONS, [0, 1, 2])
+    names = [run.name for run in runs]
+    assert names[:2] == ["lambda-dpo-s0", "dpo-s0"] and len(names) == len(set(names)) == 6 + 4 + 2 + 2
+    base = load_train_config(CONFIG)
+    for run in runs:
+        config = load_train_config(CONFIG, list(run.overrides))  # every override is a real key
+        assert (config.optim, config.data, config.model, config.loss.beta) == (base.optim, base.data, base.model, base.loss.beta), run.name
+    by_name = {run.name: load_train_config(CONFIG, list(run.overrides)) for run in runs}
+    assert by_name["dpo-s1"].loss.name == "dpo" and by_name["dpo-s1"].lambdas.weights == pytest.approx([0.25] * 4)
+    assert by_name["one-hot-correctness"].lambdas.weights == [0, 1, 0, 0] and by_name["one-hot-correctness"].lambdas.sampler == "fixed"
+    assert by_name["steer-numbers"].conditioning == "prompt" and by_name["steer-numbers"].preamble == "numbers"
+    assert by_name["steer-mix"].preamble == "numbers+mix" and by_name["steer-mix"].lambdas.sampler == "dirichlet"
+    assert [run.seed for run in runs if run.arm == "λ-DPO, centroid"] == [0, 1, 2]
+
+
+def write_run(out: Path, name: str, arm: str, scores: np.ndarray, *, seed: int = 0, vertex_scores: dict | None = None) -> None:
+    """A finished run: ``scores`` [prompts, m] per-dimension generation scores (centroid mixed)."""
+    run_dir = out / name
+    run_dir.mkdir(parents=True)
+
+    def rows(matrix):
+        return [{"record_id": f"p{i}", "prompt": "", "response": "a b c", "new_tokens": 3, "finished": True,
+                 "scores": dict(zip(DIMENSIONS, map(float, row))), "mixed": float(np.mean(row))} for i, row in enumerate(matrix)]
+
+    (run_dir / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(scores)))
+    for dimension, matrix in (vertex_scores or {}).items():
+        (run_dir / f"generations-{dimension}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(matrix)))
+    metrics = {"verifiable/mixed": float(scores.mean()), "generation/mean_words": 3.0, "top1_accuracy/mixed": 0.5, "reward_margin": 0.1}
+    (run_dir / "result.json").write_text(json.dumps({"name": name, "arm": arm, "seed": seed, "metrics": metrics, "seconds": 60.0, "checkpoint": f"{name}/checkpoints/step-1"}))
+
+
+def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path):
+    rng = np.random.default_rng(0)
+    prompts = 40
+    base = rng.uniform(0.3, 0.5, (prompts, 4))
+    runs = bench.plan(DIMENSIONS, [0, 1])
+    for seed in (0, 1):
+        write_run(tmp_path, f"lambda-dpo-s{seed}", "λ-DPO, centroid", base + 0.1, seed=seed)
+        write_run(tmp_path, f"dpo-s{seed}", "DPO, centroid", base, seed=seed)
+    for k, dimension in enumerate(DIMENSIONS):
+        lifted = base.copy()
+        lifted[:, k] += 0.3 if k != 3 else -0.2  # detail's one-hot run is worst on detail: 3 of 4
+        write_run(tmp_path, f"one-hot-{dimension}", f"one-hot {dimension}", lifted)
+    # Steered by numbers: each e_k lifts its own dimension by 0.15 (the one-hot runs' own lift is about 0.3).
+    vertices = {d: base + 0.15 * np.eye(4)[k] for k, d in enumerate(DIMENSIONS)}
+    write_run(tmp_path, "steer-numbers", "steered (numbers)", base + 0.08, vertex_scores=vertices)
+
+    text = bench.report(tmp_path, runs, DIMENSIONS)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["one_hot"]["wins"] == DIMENSIONS[:3] and "in 3 of 4 dimensions" in text
+    assert summary["pair"]["seeds"] == [0, 1] and summary["pair"]["difference"][0] == pytest.approx(0.1)
+    low, high = summary["pair"]["difference"][1:]
+    assert low == pytest.approx(0.1) and high == pytest.approx(0.1)  # the same lift on every prompt
+    steer = summary["steering"]["steer-numbers"]
+    assert steer["steerability"] == pytest.approx(0.15) and steer["centroid_cost"][0] == pytest.approx(0.02)
+    assert steer["ratio"] == pytest.approx(0.15 / summary["one_hot"]["steerability"])
+    assert "steer-mix: not finished" in text and "(9/13 runs finished)" in text
+    assert (tmp_path / "one_hot.png").stat().st_size > 0 and (tmp_path / "trade_off.png").stat().st_size > 0
+    arms = summary["arms"]
+    assert arms["λ-DPO, centroid"]["seeds"] == [0, 1] and arms["λ-DPO, centroid"]["scores"]["verifiable/mixed"][0] == pytest.approx(float((base + 0.1).mean()))
+
+
+def test_without_the_one_hot_runs_the_report_says_what_it_waits_for(bench, tmp_path):
+    write_run(tmp_path, "lambda-dpo-s0", "λ-DPO, centroid", np.full((4, 4), 0.5))
+    text = bench.report(tmp_path, bench.plan(DIMENSIONS, [0]), DIMENSIONS)
+    assert "waiting for the one-hot runs (0/4 finished)" in text and "waiting for a seed with both runs" in text
+
+
+@pytest.mark.real_model
+def test_the_benchmark_runs_end_to_end_on_two_held_out_prompts_and_resumes(bench, tmp_path, capsys):
+    # 40 prompts: 12 held out, of which the first 2 are scored; one step of 2 prompts per run.
+    cut = ["data.limit=40", "eval.limit=2", "optim.max_steps=1", "optim.batch_size=2", "optim.gradient_accumulation=1", "eval.max_new_tokens=8"]
+    assert bench.main(["--out", str(tmp_path), "--seeds", "0", "--", *cut]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["arms"]) == {"reference (untrained)", "λ-DPO, centroid", "DPO, centroid", "SimPO", "ORPO", *(f"one-hot {d}" for d in DIMENSIONS),
+                                    "steered (mix)", "steered (numbers)"}
+    assert summary["one_hot"] is not None and set(summary["steering"]) == {"steer-mix", "steer-numbers"}
+    assert len((tmp_path / "steer-mix" / "generations-detail.jsonl").read_text().splitlines()) == 2
+    assert len(list((tmp_path / "reference_logps").glob("*.pt"))) == 2  # one cache for every run
+    assert not any((tmp_path / run).joinpath("reference_logps").exists() for run in ("dpo-s0", "simpo", "steer-mix"))
+    capsys.readouterr()
+    bench.main(["--out", str(tmp_path), "--seeds", "0", "--", *cut])  # a rerun trains nothing again
+    printed = capsys.readouterr().out
+    assert "[11/11" in printed and printed.count("(finished earlier)") == 11
