@@ -105,7 +105,7 @@ def execute(run: Run, config_path: str, overrides: list[str], out: Path, threads
 
     run_dir = out / run.name
     if (run_dir / RESULT).exists():
-        return json.loads((run_dir / RESULT).read_text())
+        return json.loads((run_dir / RESULT).read_text()) | {"read_back": True}
     if run_dir.exists():  # cut off mid-way: its 30 steps are cheaper to redo than to resume
         shutil.rmtree(run_dir)
     hf_logging.disable_progress_bar()
@@ -141,7 +141,7 @@ def execute_reference(checkpoint: Path, out: Path, threads: int) -> dict:
 
     run_dir = out / "reference"
     if (run_dir / RESULT).exists():
-        return json.loads((run_dir / RESULT).read_text())
+        return json.loads((run_dir / RESULT).read_text()) | {"read_back": True}
     torch.set_num_threads(threads)
     started = time.perf_counter()
     scores = checkpoint_generations(checkpoint, reference=True)
@@ -164,7 +164,8 @@ def run_all(runs: list[Run], args, dimensions: list[str]) -> None:
         nonlocal done
         done += 1
         score = result["metrics"].get(MIXED, math.nan)
-        print(f"[{done}/{total} {(time.perf_counter() - started) / 60:.0f} min] {name}: {MIXED} {score:.3f} ({result['seconds'] / 60:.1f} min)", flush=True)
+        took = "finished earlier" if result.get("read_back") else f"{result['seconds'] / 60:.1f} min"
+        print(f"[{done}/{total} {(time.perf_counter() - started) / 60:.0f} min] {name}: {MIXED} {score:.3f} ({took})", flush=True)
         try:
             report(args.out, runs, dimensions)
         except Exception as error:  # a report bug must not stop the runs; --report-only redoes it
@@ -254,20 +255,24 @@ def arms_table(finished: dict[str, Finished], reference: Finished | None, dimens
     for item in ([reference] if reference else []) + list(finished.values()):
         arms.setdefault(item.run.arm, []).append(item)
     metrics = [MIXED, *(f"verifiable/{d}" for d in dimensions)]
-    header = "| run | seeds | " + " | ".join(f"`{m}`" for m in metrics) + " | " + " | ".join(f"`{m}`" for m in HELD_OUT) + " | words | minutes |"
-    lines = [header, "|" + " --- |" * (len(metrics) + len(HELD_OUT) + 4)]
+    header = ("| run | seeds | " + " | ".join(f"`{m}`" for m in metrics) + " | Δ mixed vs untrained (paired) | "
+              + " | ".join(f"`{m}`" for m in HELD_OUT) + " | words | minutes |")
+    lines = [header, "|" + " --- |" * (len(metrics) + len(HELD_OUT) + 5)]
     data = {}
+    floor = prompt_means([reference], MIXED) if reference else None
     for arm, items in arms.items():
         cells = {metric: interval(prompt_means(items, metric).values()) for metric in metrics}
+        gain = paired(prompt_means(items, MIXED), floor)[:3] if floor and not arm.startswith("reference") else None
         held = {name: float(np.mean([i.result["metrics"].get(name, math.nan) for i in items])) for name in HELD_OUT}
         if arm.startswith("reference"):
             held = {name: math.nan for name in HELD_OUT}  # its implicit reward is zero: no ranking
         words = float(np.mean([i.result["metrics"]["generation/mean_words"] for i in items]))
         minutes = float(np.mean([i.result["seconds"] for i in items])) / 60
         seeds = ", ".join(str(i.run.seed) for i in items)
-        lines.append(f"| {arm} | {seeds} | " + " | ".join(fmt(*cells[m]) for m in metrics) + " | "
+        lines.append(f"| {arm} | {seeds} | " + " | ".join(fmt(*cells[m]) for m in metrics) + f" | {fmt(*gain, signed=True) if gain else '—'} | "
                      + " | ".join("—" if math.isnan(held[n]) else f"{held[n]:.3f}" for n in HELD_OUT) + f" | {words:.0f} | {minutes:.1f} |")
-        data[arm] = {"seeds": [i.run.seed for i in items], "scores": {m: cells[m] for m in metrics}, "held_out": held, "mean_words": words, "minutes": minutes}
+        data[arm] = {"seeds": [i.run.seed for i in items], "scores": {m: cells[m] for m in metrics}, "gain_over_untrained": gain, "held_out": held,
+                     "mean_words": words, "minutes": minutes}
     return lines, data
 
 

@@ -70,6 +70,7 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     # Steered by numbers: each e_k lifts its own dimension by 0.15 (the one-hot runs' own lift is about 0.3).
     vertices = {d: base + 0.15 * np.eye(4)[k] for k, d in enumerate(DIMENSIONS)}
     write_run(tmp_path, "steer-numbers", "steered (numbers)", base + 0.08, vertex_scores=vertices)
+    write_run(tmp_path, "reference", "reference (untrained)", base - 0.05)
 
     text = bench.report(tmp_path, runs, DIMENSIONS)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -80,10 +81,12 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     steer = summary["steering"]["steer-numbers"]
     assert steer["steerability"] == pytest.approx(0.15) and steer["centroid_cost"][0] == pytest.approx(0.02)
     assert steer["ratio"] == pytest.approx(0.15 / summary["one_hot"]["steerability"])
-    assert "steer-mix: not finished" in text and "(9/13 runs finished)" in text
+    assert "steer-mix: not finished" in text and "(10/13 runs finished)" in text
     assert (tmp_path / "one_hot.png").stat().st_size > 0 and (tmp_path / "trade_off.png").stat().st_size > 0
     arms = summary["arms"]
     assert arms["λ-DPO, centroid"]["seeds"] == [0, 1] and arms["λ-DPO, centroid"]["scores"]["verifiable/mixed"][0] == pytest.approx(float((base + 0.1).mean()))
+    assert arms["λ-DPO, centroid"]["gain_over_untrained"][0] == pytest.approx(0.15) and arms["reference (untrained)"]["gain_over_untrained"] is None
+    assert arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"] != arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"]  # NaN: no ranking
 
 
 def test_without_the_one_hot_runs_the_report_says_what_it_waits_for(bench, tmp_path):
