@@ -15,7 +15,7 @@ DIMENSIONS = ["instruction_following", "correctness", "conciseness", "detail"]
 
 @pytest.fixture
 def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(PATH.parent))  # the spawned workers import the script by name
+    monkeypatch.syspath_prepend(str(PATH.parent))
     import real_model_claims
 
     return real_model_claims
