@@ -15,6 +15,8 @@ held-out prompts (`verifiable/<dim>`, `verifiable/mixed`) and by the held-out ra
 
 Resumable: each finished run leaves ``result.json`` (and its generations) in its directory and is
 never trained again; a run cut off mid-way starts over. All runs share one reference log-prob cache.
+The results are committed (``benchmarks/results/real-model-claims``; checkpoints and tokenizers are
+git-ignored), so a fresh clone continues where the last machine stopped.
 The report (``summary.md``, ``summary.json``, ``one_hot.png``, ``trade_off.png``) is rewritten from
 whatever has finished, so it can be read while the rest runs.
 
@@ -381,7 +383,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the centroid pair (λ-DPO and DPO)")
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/real-model-claims"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real-model-claims"),
+                        help="one directory per run; the default is in the repository, so a fresh clone resumes from the committed results")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs; train nothing")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of the config for every run (the smoke test cuts the data with them)")
     args = parser.parse_args(argv)
