@@ -169,7 +169,7 @@ def run_all(runs: list[Run], args, dimensions: list[str]) -> None:
         score = result["metrics"].get(MIXED, math.nan)
         print(f"[{done}/{len(jobs)} {(time.perf_counter() - started) / 60:.0f} min] {name}: {MIXED} {score:.3f} ({took})", flush=True)
         try:
-            report(args.out, runs, dimensions)
+            report(args.out, runs, dimensions, args.signal)
         except Exception as error:  # a report bug must not stop the runs; --report-only redoes it
             print(f"the report could not be written ({type(error).__name__}: {error})", flush=True)
     if failures:
@@ -265,20 +265,39 @@ def arms_table(finished: dict[str, Finished], reference: Finished | None, dimens
     return lines, data
 
 
-def one_hot_claim(finished: dict[str, Finished], dimensions: list[str]) -> tuple[list[str], dict | None]:
+def matrix_lines(label: str, rows: list[str], dimensions: list[str], matrix: np.ndarray, *, mark_best: bool = False) -> list[str]:
+    """A markdown table of ``matrix`` (rows × dimensions); ``mark_best`` bolds each column's highest value."""
+    best = matrix.argmax(axis=0)
+    cell = lambda i, j: f"**{matrix[i, j]:.3f}**" if mark_best and best[j] == i else f"{matrix[i, j]:.3f}"  # noqa: E731
+    return [f"| {label} | " + " | ".join(dimensions) + " |", "|" + " --- |" * (len(dimensions) + 1),
+            *(f"| {row} | " + " | ".join(cell(i, j) for j in range(len(dimensions))) + " |" for i, row in enumerate(rows))]
+
+
+def one_hot_claim(finished: dict[str, Finished], dimensions: list[str], signal: dict[str, int] | None = None) -> tuple[list[str], dict | None]:
+    """Is each one-hot run the best of them on its own dimension, by generation; and, to tell the
+    data from the method when it is not, by the held-out ranking (``reward_accuracy/<dim>``), with
+    ``signal``: how many training prompts each dimension can rank at all."""
+    from lambda_dpo.conditioning import steerability
+
     names = [f"one-hot-{d}" for d in dimensions]
     if not all(n in finished for n in names):
         return [f"λ matters: waiting for the one-hot runs ({sum(n in finished for n in names)}/{len(names)} finished)"], None
     matrix = score_matrix([finished[n].rows for n in names], dimensions, ["centroid"] * len(names))
-    best = matrix.argmax(axis=0)
-    wins = [dimensions[k] for k in range(len(dimensions)) if best[k] == k]
-    lines = ["Generation scores under each one-hot λ (row: the λ trained at; column: `verifiable/<dim>`):", "",
-             "| trained at | " + " | ".join(dimensions) + " |", "|" + " --- |" * (len(dimensions) + 1)]
-    lines += [f"| e({d}) | " + " | ".join(f"**{v:.3f}**" if best[j] == i else f"{v:.3f}" for j, v in enumerate(matrix[i])) + " |" for i, d in enumerate(dimensions)]
-    lines += ["", f"Each one-hot run is the best of the four on its own dimension in {len(wins)} of {len(dimensions)} dimensions ({', '.join(wins) or 'none'})."]
-    from lambda_dpo.conditioning import steerability
-
-    return lines, {"matrix": matrix.tolist(), "wins": wins, "steerability": steerability(matrix)}
+    ranking = np.array([[finished[n].result["metrics"][f"reward_accuracy/{d}"] for d in dimensions] for n in names])
+    wins = [d for k, d in enumerate(dimensions) if matrix.argmax(axis=0)[k] == k]
+    ranking_wins = [d for k, d in enumerate(dimensions) if ranking.argmax(axis=0)[k] == k]
+    rows = [f"e({d})" for d in dimensions]
+    lines = ["Generation scores under each one-hot λ (row: the λ trained at; column: `verifiable/<dim>`; bold: the column's best):", "",
+             *matrix_lines("trained at", rows, dimensions, matrix, mark_best=True), "",
+             f"Each one-hot run is the best of the four on its own dimension's generation score in {len(wins)} of {len(dimensions)} dimensions ({', '.join(wins) or 'none'}).",
+             "", "The same runs on the held-out ranking (`reward_accuracy/<dim>`: the share of rated pairs the implicit reward orders right):", "",
+             *matrix_lines("trained at", rows, dimensions, ranking, mark_best=True), "",
+             f"By ranking, in {len(ranking_wins)} of {len(dimensions)} ({', '.join(ranking_wins) or 'none'})."]
+    if signal:
+        lines += ["", "Training prompts whose responses' ratings differ in the dimension (all a one-hot λ can learn from): "
+                  + ", ".join(f"{d} {signal[d]}" for d in dimensions) + "."]
+    return lines, {"matrix": matrix.tolist(), "wins": wins, "steerability": steerability(matrix), "ranking": ranking.tolist(),
+                   "ranking_wins": ranking_wins, "training_signal": signal}
 
 
 def pair_claim(finished: dict[str, Finished]) -> tuple[list[str], dict | None]:
@@ -310,8 +329,7 @@ def steering_claim(finished: dict[str, Finished], dimensions: list[str], one_hot
         score = steerability(matrix)
         entry = {"matrix": matrix.tolist(), "steerability": score}
         lines += [f"**{name}** (`preamble: {'numbers+mix' if name.endswith('mix') else 'numbers'}`): generation scores under each λ given at inference:", "",
-                  "| λ given | " + " | ".join(dimensions) + " |", "|" + " --- |" * (len(dimensions) + 1)]
-        lines += [f"| e({d}) | " + " | ".join(f"{v:.3f}" for v in matrix[i]) + " |" for i, d in enumerate(dimensions)]
+                  *matrix_lines("λ given", [f"e({d})" for d in dimensions], dimensions, matrix)]
         lines += ["", f"Steerability on generation scores: {score:.3f}"]
         if one_hot is not None:
             entry["ratio"] = score / one_hot["steerability"] if one_hot["steerability"] else math.nan
@@ -361,13 +379,23 @@ def plots(out: Path, finished: dict[str, Finished], reference: Finished | None, 
     plt.close(figure)
 
 
-def report(out: Path, runs: list[Run], dimensions: list[str]) -> str:
+def training_signal(config_path: str, overrides: list[str]) -> dict[str, int]:
+    """Per dimension, the training prompts with at least two different ratings in it."""
+    from lambda_dpo.train import load_datasets, load_train_config
+
+    config = load_train_config(config_path, overrides)
+    train_examples, _ = load_datasets(config)
+    differ = lambda ratings: len(set(ratings[~np.isnan(ratings)].tolist())) >= 2  # noqa: E731
+    return {d: sum(differ(e.ratings[k]) for e in train_examples) for k, d in enumerate(config.data.dimensions)}
+
+
+def report(out: Path, runs: list[Run], dimensions: list[str], signal: dict[str, int] | None = None) -> str:
     """``summary.md`` (the tables and the three claims), ``summary.json`` and the PNGs, from the runs finished so far."""
     finished, reference = load_finished(out, runs)
     if not finished:
         return "no run has finished yet"
     table, arms = arms_table(finished, reference, dimensions)
-    hot_lines, one_hot = one_hot_claim(finished, dimensions)
+    hot_lines, one_hot = one_hot_claim(finished, dimensions, signal)
     pair_lines, pair = pair_claim(finished)
     steer_lines, steer = steering_claim(finished, dimensions, one_hot)
     text = "\n".join([f"# The claims on SmolLM2-135M-Instruct ({len(finished) + bool(reference)}/{len(runs) + 1} runs finished)", "",
@@ -392,10 +420,11 @@ def main(argv=None) -> int:
 
     dimensions = list(load_train_config(args.config, args.overrides).data.dimensions)  # a bad key fails here, before anything trains
     runs = plan(dimensions, args.seeds)
+    args.signal = training_signal(args.config, args.overrides)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         run_all(runs, args, dimensions)
-    print(report(args.out, runs, dimensions))
+    print(report(args.out, runs, dimensions, args.signal))
     return 0
 
 

@@ -51,7 +51,8 @@ def write_run(out: Path, name: str, arm: str, scores: np.ndarray, *, seed: int =
     (run_dir / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(scores)))
     for dimension, matrix in (vertex_scores or {}).items():
         (run_dir / f"generations-{dimension}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(matrix)))
-    metrics = {"verifiable/mixed": float(scores.mean()), "generation/mean_words": 3.0, "top1_accuracy/mixed": 0.5, "reward_margin": 0.1}
+    metrics = {"verifiable/mixed": float(scores.mean()), "generation/mean_words": 3.0, "top1_accuracy/mixed": 0.5, "reward_margin": 0.1,
+               **{f"reward_accuracy/{d}": float(value) for d, value in zip(DIMENSIONS, scores.mean(axis=0))}}
     (run_dir / "result.json").write_text(json.dumps({"name": name, "arm": arm, "seed": seed, "metrics": metrics, "seconds": 60.0, "checkpoint": f"{name}/checkpoints/step-1"}))
 
 
@@ -72,9 +73,10 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     write_run(tmp_path, "steer-numbers", "steered (numbers)", base + 0.08, vertex_scores=vertices)
     write_run(tmp_path, "reference", "reference (untrained)", base - 0.05)
 
-    text = bench.report(tmp_path, runs, DIMENSIONS)
+    text = bench.report(tmp_path, runs, DIMENSIONS, {d: 10 + k for k, d in enumerate(DIMENSIONS)})
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["one_hot"]["wins"] == DIMENSIONS[:3] and "in 3 of 4 dimensions" in text
+    assert summary["one_hot"]["wins"] == summary["one_hot"]["ranking_wins"] == DIMENSIONS[:3] and "in 3 of 4 dimensions" in text
+    assert "instruction_following 10, correctness 11, conciseness 12, detail 13." in text
     assert summary["pair"]["seeds"] == [0, 1] and summary["pair"]["difference"][0] == pytest.approx(0.1)
     low, high = summary["pair"]["difference"][1:]
     assert low == pytest.approx(0.1) and high == pytest.approx(0.1)  # the same lift on every prompt
@@ -87,6 +89,12 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     assert arms["λ-DPO, centroid"]["seeds"] == [0, 1] and arms["λ-DPO, centroid"]["scores"]["verifiable/mixed"][0] == pytest.approx(float((base + 0.1).mean()))
     assert arms["λ-DPO, centroid"]["gain_over_untrained"][0] == pytest.approx(0.15) and arms["reference (untrained)"]["gain_over_untrained"] is None
     assert arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"] != arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"]  # NaN: no ranking
+
+
+def test_the_training_signal_counts_prompts_whose_ratings_differ(bench):
+    signal = bench.training_signal(CONFIG, [])
+    assert list(signal) == DIMENSIONS and all(0 < count <= 280 for count in signal.values())
+    assert min(signal, key=signal.get) == "correctness"  # few word problems are ever answered right
 
 
 def test_without_the_one_hot_runs_the_report_says_what_it_waits_for(bench, tmp_path):
