@@ -287,16 +287,23 @@ def one_hot_claim(finished: dict[str, Finished], dimensions: list[str], signal: 
     wins = [d for k, d in enumerate(dimensions) if matrix.argmax(axis=0)[k] == k]
     ranking_wins = [d for k, d in enumerate(dimensions) if ranking.argmax(axis=0)[k] == k]
     rows = [f"e({d})" for d in dimensions]
+    margins = {}
+    for k, d in enumerate(dimensions):  # own run against the best of the other three, paired by prompt
+        runner_up = max((j for j in range(len(dimensions)) if j != k), key=lambda j: matrix[j, k])
+        metric = f"verifiable/{d}"
+        margins[d] = [*paired(prompt_means([finished[names[k]]], metric), prompt_means([finished[names[runner_up]]], metric))[:3], dimensions[runner_up]]
     lines = ["Generation scores under each one-hot λ (row: the λ trained at; column: `verifiable/<dim>`; bold: the column's best):", "",
              *matrix_lines("trained at", rows, dimensions, matrix, mark_best=True), "",
              f"Each one-hot run is the best of the four on its own dimension's generation score in {len(wins)} of {len(dimensions)} dimensions ({', '.join(wins) or 'none'}).",
+             "Its margin over the best of the other three, paired by prompt: "
+             + "; ".join(f"{d} {fmt(*margins[d][:3], signed=True)} (against e({margins[d][3]}))" for d in dimensions) + ".",
              "", "The same runs on the held-out ranking (`reward_accuracy/<dim>`: the share of rated pairs the implicit reward orders right):", "",
              *matrix_lines("trained at", rows, dimensions, ranking, mark_best=True), "",
              f"By ranking, in {len(ranking_wins)} of {len(dimensions)} ({', '.join(ranking_wins) or 'none'})."]
     if signal:
         lines += ["", "Training prompts whose responses' ratings differ in the dimension (all a one-hot λ can learn from): "
                   + ", ".join(f"{d} {signal[d]}" for d in dimensions) + "."]
-    return lines, {"matrix": matrix.tolist(), "wins": wins, "steerability": steerability(matrix), "ranking": ranking.tolist(),
+    return lines, {"matrix": matrix.tolist(), "wins": wins, "margins": margins, "steerability": steerability(matrix), "ranking": ranking.tolist(),
                    "ranking_wins": ranking_wins, "training_signal": signal}
 
 

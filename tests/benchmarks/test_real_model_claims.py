@@ -77,6 +77,8 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["one_hot"]["wins"] == summary["one_hot"]["ranking_wins"] == DIMENSIONS[:3] and "in 3 of 4 dimensions" in text
     assert "instruction_following 10, correctness 11, conciseness 12, detail 13." in text
+    margins = summary["one_hot"]["margins"]
+    assert margins["conciseness"][:3] == pytest.approx([0.3, 0.3, 0.3]) and margins["detail"][0] == pytest.approx(-0.2)  # every other run is at base
     assert summary["pair"]["seeds"] == [0, 1] and summary["pair"]["difference"][0] == pytest.approx(0.1)
     low, high = summary["pair"]["difference"][1:]
     assert low == pytest.approx(0.1) and high == pytest.approx(0.1)  # the same lift on every prompt
