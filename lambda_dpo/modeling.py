@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,7 +425,7 @@ class ReferenceCache:
         self.values = values
         if self.path is not None:  # written whole, then renamed: a kill mid-write leaves no half file
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(self.path.name + ".partial")
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")  # runs sharing a cache may write it at once
             torch.save({"key": self.key, "values": values}, partial)
             partial.replace(self.path)
 
