@@ -20,7 +20,7 @@ git-ignored), so a fresh clone continues where the last machine stopped.
 The report (``summary.md``, ``summary.json``, ``one_hot.png``, ``trade_off.png``) is rewritten from
 whatever has finished, so it can be read while the rest runs.
 
-    python benchmarks/real_model_claims.py                   # ≈ 3 h on 2 cores
+    python benchmarks/real_model_claims.py                   # 10–15 min per run on 2 cores
     python benchmarks/real_model_claims.py --report-only     # the report from the finished runs
 """
 
