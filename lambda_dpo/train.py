@@ -463,9 +463,11 @@ def fill_reference_cache(setup: RunSetup, split: str, base, *, name: str | None 
     split's) and read back when already computed; progress is shown while they are computed."""
     config, encoded = setup.config, setup.encoded[split]
     lengths = (config.data.max_prompt_length, config.data.max_length)
-    # The seed shapes the reference only through the SFT warm start: runs that differ in seed alone share it.
-    seed = config.seed if config.sft.steps else None
-    key = fingerprint(config.model, config.sft, seed, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
+    # The reference is the base model unless an SFT warm start trained it; then all the warm start read
+    # shapes it (its seed, its λ, which pick each best response, and the prompt forms), and runs share
+    # it only when those agree too.
+    warm_start = (config.seed, config.lambdas, config.conditioning, config.preamble) if config.sft.steps else None
+    key = fingerprint(config.model, config.sft, warm_start, lengths, [(e.prompt_ids, e.response_ids) for e in encoded])
     encoded = longest_first(encoded)  # the cache is keyed by example: the order only changes the padding
     path = Path(config.reference_cache) / f"{name or split}-{key}.pt" if config.reference_cache else setup.run_dir / "reference_logps" / f"{name or split}.pt"
     cache = ReferenceCache(path, key)

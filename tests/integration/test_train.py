@@ -279,9 +279,10 @@ def test_runs_that_differ_in_seed_share_a_reference_cache_and_an_sft_warm_start_
     assert [cache.forward_rows for cache in caches] == [128 * 4, 32 * 4, 0, 0]  # the second run reads the first's
     assert len(list((tmp_path / "shared").glob("*.pt"))) == 2 and not (tmp_path / "seed-1" / "reference_logps").exists()
     caches.clear()
-    for seed in (0, 1):  # the reference is the warm-started model, which the seed shapes
-        train(small_config(tmp_path / f"sft-{seed}", "optim.max_steps=2", "sft.steps=2", f"seed={seed}", shared))
-    assert [cache.forward_rows for cache in caches] == [128 * 4, 32 * 4] * 2
+    # The reference is then the warm-started model, which the seed and λ shape (λ picks each best response).
+    for name, overrides in [("sft-0", ["seed=0"]), ("sft-1", ["seed=1"]), ("sft-lambda", ["seed=0", "lambdas.sampler=fixed", "lambdas.weights=[1,0,0,0]"])]:
+        train(small_config(tmp_path / name, "optim.max_steps=2", "sft.steps=2", shared, *overrides))
+    assert [cache.forward_rows for cache in caches] == [128 * 4, 32 * 4] * 3
 
 
 def test_a_lora_run_holds_exactly_one_copy_of_the_base_weights(tmp_path):
