@@ -87,22 +87,12 @@ def plan(dimensions: list[str], seeds: list[int]) -> list[Run]:
 # ----------------------------------------------------------------------------- running
 
 
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    from lambda_dpo.train import write_rows as write
-
-    write(path, rows)
-
-
 def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict:
     """Train one run (or read back its result) and generate under every vertex when it is steered."""
     from transformers.utils import logging as hf_logging
 
     from lambda_dpo.reporting import JsonlReporter
-    from lambda_dpo.train import checkpoint_generations, load_train_config, train
+    from lambda_dpo.train import checkpoint_generations, load_train_config, train, write_rows
 
     run_dir = out / run.name
     if (run_dir / RESULT).exists():
@@ -136,7 +126,7 @@ def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict
 
 def execute_reference(checkpoint: Path, out: Path) -> dict:
     """The untrained model's generations (plain prompts) on the same held-out prompts."""
-    from lambda_dpo.train import checkpoint_generations
+    from lambda_dpo.train import checkpoint_generations, write_rows
 
     run_dir = out / "reference"
     if (run_dir / RESULT).exists():
@@ -180,6 +170,8 @@ def run_all(runs: list[Run], args, dimensions: list[str]) -> None:
 
 
 def load_finished(out: Path, runs: list[Run]) -> tuple[dict[str, Finished], Finished | None]:
+    from lambda_dpo.commands import read_rows  # checks every row is a generation score row
+
     finished = {}
     for run in runs:
         run_dir = out / run.name
