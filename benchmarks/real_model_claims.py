@@ -18,7 +18,8 @@ never trained again; a run cut off mid-way starts over. All runs share one refer
 The results are committed (``benchmarks/results/real-model-claims``; checkpoints and tokenizers are
 git-ignored), so a fresh clone continues where the last machine stopped.
 The report (``summary.md``, ``summary.json``, ``one_hot.png``, ``trade_off.png``) is rewritten from
-whatever has finished, so it can be read while the rest runs.
+whatever has finished, so it can be read while the rest runs. ``observations.csv`` holds the fixed-λ
+λ-DPO runs as ``(λ, objective)`` rows: the real-model sweep starts from them (``searcher.warm_start``).
 
     python benchmarks/real_model_claims.py                   # 10–15 min per run on 2 cores
     python benchmarks/real_model_claims.py --report-only     # the report from the finished runs
@@ -35,11 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 CONFIG = "configs/train/smollm2-135m-verifiable.yaml"
 MIXED = "verifiable/mixed"
 HELD_OUT = ("top1_accuracy/mixed", "reward_margin")  # the held-out ranking metrics shown beside the generation scores
 RESULT = "result.json"
+OBSERVATIONS = "observations.csv"  # the fixed-λ λ-DPO runs, in the form a sweep's searcher.warm_start reads
 GENERATIONS = "generations.jsonl"  # the final evaluation's (train.GENERATIONS); a steered run adds generations-<dim>.jsonl
 
 
@@ -378,6 +381,27 @@ def plots(out: Path, finished: dict[str, Finished], reference: Finished | None, 
     plt.close(figure)
 
 
+def fixed_lambda(run: Run) -> list[float] | None:
+    """The λ a λ-DPO run trains at for every example, None for the other losses and the steered runs."""
+    overrides = dict(item.split("=", 1) for item in run.overrides)
+    if overrides.get("loss.name") != "lambda_dpo" or overrides.get("lambdas.sampler") != "fixed":
+        return None
+    return [float(w) for w in json.loads(overrides["lambdas.weights"])]
+
+
+def observations(finished: dict[str, Finished], dimensions: list[str]) -> list[dict]:
+    """The fixed-λ λ-DPO runs as a sweep's observations (run, seed, ``lambda/<dim>``, ``objective`` =
+    ``verifiable/mixed``): each is what a trial of the real-model sweep computes at its λ, so
+    ``observations.csv`` is that sweep's ``searcher.warm_start``."""
+    rows = []
+    for item in finished.values():
+        weights = fixed_lambda(item.run)
+        if weights is not None:
+            rows.append({"run": item.run.name, "seed": item.run.seed, **{f"lambda/{d}": w for d, w in zip(dimensions, weights)},
+                         "objective": item.result["metrics"][MIXED]})
+    return rows
+
+
 def training_signal(config_path: str, overrides: list[str]) -> dict[str, int]:
     """Per dimension, the training prompts with at least two different ratings in it."""
     from lambda_dpo.train import load_datasets, load_train_config
@@ -402,6 +426,8 @@ def report(out: Path, runs: list[Run], dimensions: list[str], signal: dict[str, 
                       *table, "", "## λ matters", "", *hot_lines, "", "## λ-DPO against DPO", "", *pair_lines, "", "## Steering", "", *steer_lines])
     (out / "summary.md").write_text(text + "\n")
     (out / "summary.json").write_text(json.dumps({"arms": arms, "one_hot": one_hot, "pair": pair, "steering": steer}, indent=2))
+    columns = ["run", "seed", *(f"lambda/{d}" for d in dimensions), "objective"]
+    pd.DataFrame(observations(finished, dimensions), columns=columns).to_csv(out / OBSERVATIONS, index=False)
     plots(out, finished, reference, dimensions, one_hot)
     return text
 

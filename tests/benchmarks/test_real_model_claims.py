@@ -93,6 +93,25 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     assert arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"] != arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"]  # NaN: no ranking
 
 
+def test_the_fixed_lambda_runs_become_a_sweeps_warm_start(bench, tmp_path):
+    from search.sweep_config import SweepConfig, SearcherConfig, build_searcher, warm_start_rows
+    from lambda_dpo.train import load_train_config
+
+    prompts = np.full((4, 4), 0.4)
+    for name, arm in (("lambda-dpo-s0", "λ-DPO, centroid"), ("dpo-s0", "DPO, centroid")):
+        write_run(tmp_path, name, arm, prompts)
+    write_run(tmp_path, "steer-mix", "steered (mix)", prompts, vertex_scores={d: prompts for d in DIMENSIONS})
+    write_run(tmp_path, "one-hot-detail", "one-hot detail", prompts + 0.2)
+    bench.report(tmp_path, bench.plan(DIMENSIONS, [0]), DIMENSIONS)
+    table = (tmp_path / "observations.csv").read_text().splitlines()
+    assert table[0] == "run,seed," + ",".join(f"lambda/{d}" for d in DIMENSIONS) + ",objective" and len(table) == 3  # DPO and steered runs are not λ points
+
+    config = SweepConfig(train=load_train_config(CONFIG), searcher=SearcherConfig(warm_start=str(tmp_path / "observations.csv")))
+    lambdas, scores = warm_start_rows(config)
+    assert lambdas.tolist() == [[0.25] * 4, [0, 0, 0, 1]] and scores == pytest.approx([0.4, 0.6])
+    assert len(build_searcher(config).observations) == 2
+
+
 def test_the_training_signal_counts_prompts_whose_ratings_differ(bench):
     signal = bench.training_signal(CONFIG, [])
     assert list(signal) == DIMENSIONS and all(0 < count <= 280 for count in signal.values())
