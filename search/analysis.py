@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from search.lambda_scheduler import PolynomialScheduler, effective_sample_size  # noqa: F401  (the notebooks use it from here)
+from search.lambda_scheduler import PolynomialScheduler, effective_sample_size, leave_one_out  # noqa: F401  (the notebooks use it from here)
 from search.searcher import LAMBDA_KEY
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, load_sweep_config, warm_start_rows
 
@@ -70,6 +70,17 @@ class SweepResults:
         """The sweep's scheduler refitted on the finished trials; ``settings`` override its own."""
         config = dataclasses.replace(self.config, lambda_scheduler=dataclasses.replace(self.config.lambda_scheduler, **settings))
         return fitted_schedule(config, self.table)
+
+    def leave_one_out(self) -> pd.DataFrame:
+        """Each finished trial's objective beside the scheduler's prediction of it from the other
+        finished trials (the sweep's own settings refitted n times), and the error."""
+        finished = self.table[np.isfinite(self.table[OBJECTIVE].astype(float))]
+        scheduler = self.config.lambda_scheduler.build(dimensions=self.dimensions, random_state=self.config.searcher.seed)
+        sign = 1.0 if self.config.mode == "max" else -1.0
+        lambdas = finished[[f"lambda/{d}" for d in self.dimensions]].to_numpy(float)
+        predicted = sign * leave_one_out(scheduler, lambdas, sign * finished[OBJECTIVE].to_numpy(float))
+        return pd.DataFrame({"trial_id": finished["trial_id"].to_numpy(), OBJECTIVE: finished[OBJECTIVE].to_numpy(float),
+                             "predicted": predicted, "error": predicted - finished[OBJECTIVE].to_numpy(float)})
 
 
 def load_sweep(directory: str | Path = EXAMPLE) -> SweepResults:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import BayesianRidge, Ridge
 from sklearn.preprocessing import PolynomialFeatures
 
@@ -84,6 +84,28 @@ def softmax(values: np.ndarray) -> np.ndarray:
 def effective_sample_size(probabilities: np.ndarray) -> float:
     """``1 / Σ p²``: how many candidates the distribution is really spread over."""
     return float(1.0 / np.square(probabilities).sum())
+
+
+def leave_one_out(scheduler: "PolynomialScheduler", lambdas, scores) -> np.ndarray:
+    """``[n]``: each observed score as ``scheduler``'s settings predict it when fitted on the other
+    n − 1 observations (``lambdas`` ``[n, d]``, ``scores`` ``[n]``, n ≥ 3): ``scores`` minus this are
+    the fit's errors at a λ it has not seen, which the in-sample fit (exact at n ≤ features) hides."""
+    from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+    scores = np.asarray(scores, dtype=float)
+    if len(scores) < 3:
+        raise ValueError(f"leave-one-out needs at least 3 observations, got {len(scores)}")
+    return cross_val_predict(clone(scheduler), np.asarray(lambdas, dtype=float), scores, cv=LeaveOneOut())
+
+
+def leave_one_out_error(scheduler: "PolynomialScheduler", lambdas, scores) -> tuple[float, float]:
+    """``(rmse, yardstick)``: the root-mean-square :func:`leave_one_out` error, and the same for the
+    plainest guess, the mean of the other observations; a fit worth sampling from beats it."""
+    scores = np.asarray(scores, dtype=float)
+    predicted = leave_one_out(scheduler, lambdas, scores)
+    others_mean = (scores.sum() - scores) / (len(scores) - 1)
+    rmse = lambda guess: float(np.sqrt(np.mean((scores - guess) ** 2)))  # noqa: E731
+    return rmse(predicted), rmse(others_mean)
 
 
 def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:

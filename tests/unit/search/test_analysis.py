@@ -65,3 +65,17 @@ def test_a_higher_temperature_concentrates_the_same_candidates(example):
         sizes.append(effective_sample_size(at_tau.probabilities_))
     assert sizes[0] == pytest.approx(len(fitted.candidates_))
     assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_leave_one_out_refits_the_sweeps_scheduler_without_each_finished_trial(example):
+    from search.lambda_scheduler import leave_one_out
+
+    table = example.table.copy()
+    table.loc[2, "objective"] = np.nan  # an errored trial is neither predicted nor fitted
+    sweep = type(example)(example.directory, example.config, table)
+    frame = sweep.leave_one_out()
+    assert list(frame["trial_id"]) == [t for k, t in enumerate(example.table["trial_id"]) if k != 2]
+    finished = table.drop(index=2)
+    expected = leave_one_out(example.fit(), finished[[f"lambda/{d}" for d in example.dimensions]].to_numpy(float), finished["objective"].to_numpy(float))
+    np.testing.assert_allclose(frame["predicted"], expected)
+    np.testing.assert_allclose(frame["error"], frame["predicted"] - frame["objective"])

@@ -39,6 +39,9 @@ def test_fit_show_plot_on_the_papers_five_points(tmp_path, observations, capsys)
     assert main(["schedule", "show", str(out), "--top", "3"]) == 0
     shown = capsys.readouterr().out
     assert "top 3 candidates" in shown and "probability" in shown and "5 observations" in shown
+    # The paper's fit interpolates its 5 points; left out, each is predicted far worse than in-sample.
+    error, yardstick = map(float, re.search(r"leave-one-out RMSE ([\d.]+) \(predicting each observation by the others' mean: ([\d.]+)\)", shown).groups())
+    assert error > 0.001 and yardstick == pytest.approx(float(np.sqrt(np.mean((PAPER.accuracy - (PAPER.accuracy.sum() - PAPER.accuracy) / 4) ** 2))), abs=1e-4)
 
     png = tmp_path / "plots" / "schedule.png"
     assert main(["schedule", "plot", str(out), "--out", str(png)]) == 0

@@ -6,7 +6,7 @@ import pytest
 from sklearn.base import clone
 
 from lambda_dpo.lambdas import LambdaConfig, build_sampler, lambdas_for_examples, read_schedule
-from search.lambda_scheduler import PolynomialScheduler, basis_powers, simplex_grid, softmax
+from search.lambda_scheduler import PolynomialScheduler, basis_powers, leave_one_out, leave_one_out_error, simplex_grid, softmax
 
 PAPER_LAMBDAS = np.vstack([np.eye(4), np.full(4, 0.25)])
 PAPER_SCORES = np.array([0.4593, 0.4598, 0.4543, 0.4548, 0.4612])
@@ -101,6 +101,28 @@ def test_sampling_concentrates_near_the_maximum_of_a_known_quadratic(seed):
     scheduler = PolynomialScheduler(random_state=seed).fit(observed, noisy)
     samples = scheduler.sample(1000)
     assert np.median(quadratic_landscape(samples)) >= true_values.max() - 0.1 * value_range
+
+
+def test_leave_one_out_predicts_each_point_from_the_others():
+    rng = np.random.default_rng(0)
+    observed = rng.dirichlet(np.ones(4), 14)
+    exact = PolynomialScheduler(degree=2, basis="scheffe", regression="lstsq", random_state=0)  # 10 features, 13 points per fit
+    np.testing.assert_allclose(leave_one_out(exact, observed, quadratic_landscape(observed)), quadratic_landscape(observed), atol=1e-9)
+
+    # Refitted without the point: an outlier is not predicted, and its error shows.
+    scores = quadratic_landscape(observed)
+    scores[3] += 0.5
+    predicted = leave_one_out(exact, observed, scores)
+    assert abs(predicted[3] - scores[3]) > 0.4 and predicted[3] == pytest.approx(quadratic_landscape(observed[3:4])[0], abs=1e-9)
+
+    noisy = quadratic_landscape(observed) + rng.normal(0, 0.01, 14)
+    error, yardstick = leave_one_out_error(PolynomialScheduler(random_state=0), observed, noisy)
+    assert 0 < error < yardstick  # the quadratic is worth more than the others' mean
+    flat = rng.normal(0, 0.01, 14)
+    error, yardstick = leave_one_out_error(PolynomialScheduler(random_state=0), observed, flat)
+    assert yardstick == pytest.approx(np.sqrt(np.mean((flat - (flat.sum() - flat) / 13) ** 2)))
+    with pytest.raises(ValueError, match="at least 3 observations"):
+        leave_one_out(exact, observed[:2], scores[:2])
 
 
 def test_json_round_trip_gives_identical_predictions_and_samples(tmp_path):
