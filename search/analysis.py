@@ -46,11 +46,17 @@ class SweepResults:
         accumulate = np.fmax.accumulate if self.config.mode == "max" else np.fmin.accumulate
         return accumulate(self.objective())
 
-    def best(self) -> pd.Series | None:
-        return best_trial(self.config, self.table)
+    def best(self, ran_here: bool = False) -> pd.Series | None:
+        """The best finished row; ``ran_here``: among this sweep's own trials, leaving out the
+        ``searcher.warm_start`` rows (they bring an objective but no ``runs/<trial>/eval.json``)."""
+        return best_trial(self.config, self.own_trials() if ran_here else self.table)
 
-    def centroid(self) -> pd.Series | None:
-        return centroid_trial(self.config, self.table)
+    def centroid(self, ran_here: bool = False) -> pd.Series | None:
+        """The first row at the centroid λ (``ran_here``: as in :meth:`best`)."""
+        return centroid_trial(self.config, self.own_trials() if ran_here else self.table)
+
+    def own_trials(self) -> pd.DataFrame:
+        return self.table[self.table["status"] != WARM_START]
 
     def trial_metrics(self, trial_id: str) -> dict[str, float]:
         """The trial's final held-out metrics (``runs/<trial>/eval.json``)."""

@@ -2,6 +2,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from search.analysis import EXAMPLE, at_temperature, effective_sample_size, load_sweep
@@ -79,3 +80,15 @@ def test_leave_one_out_refits_the_sweeps_scheduler_without_each_finished_trial(e
     expected = leave_one_out(example.fit(), finished[[f"lambda/{d}" for d in example.dimensions]].to_numpy(float), finished["objective"].to_numpy(float))
     np.testing.assert_allclose(frame["predicted"], expected)
     np.testing.assert_allclose(frame["error"], frame["predicted"] - frame["objective"])
+
+
+def test_warm_start_rows_compete_for_best_but_ran_here_keeps_to_the_sweeps_own_trials(example):
+    from search.analysis import WARM_START
+
+    warm = example.table.iloc[:2].assign(trial_id=["warm-start-0", "warm-start-1"], status=WARM_START)
+    warm.loc[warm.index[0], "objective"] = 0.99  # better than every trial
+    warm.loc[warm.index[1], [f"lambda/{d}" for d in example.dimensions]] = 0.25
+    sweep = type(example)(example.directory, example.config, pd.concat([warm, example.table], ignore_index=True))
+    assert sweep.best()["trial_id"] == "warm-start-0" and sweep.centroid()["trial_id"] == "warm-start-1"
+    assert sweep.best(ran_here=True)["trial_id"] == sweep.centroid(ran_here=True)["trial_id"] == "c2cb7e4b"
+    assert len(sweep.own_trials()) == 8
