@@ -23,6 +23,8 @@ from search.searcher import LAMBDA_KEY
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, SweepConfig, load_sweep_config, warm_start_rows
 
 EXAMPLE = Path(__file__).parent / "examples" / "tiny-sweep"  # a real `make demo` sweep, shipped
+# configs/sweep/smollm2-135m-verifiable.yaml as run on 2 CPU cores: SmolLM2-135M-Instruct scored by its greedy answers
+REAL_MODEL_EXAMPLE = Path(__file__).parent / "examples" / "smollm2-verifiable-sweep"
 
 
 @dataclass
@@ -65,12 +67,13 @@ class SweepResults:
             raise FileNotFoundError(f"trial {trial_id}: no final evaluation at {path} (unfinished or errored trial?)")
         return json.loads(path.read_text())["metrics"]
 
-    def per_dimension(self, trial_id: str, families=("top1_accuracy", "reward_accuracy", "ndcg", "loss")) -> pd.DataFrame:
-        """Rows: metric families; columns: the dimensions (and ``mixed`` where the metric has it)."""
+    def per_dimension(self, trial_id: str, families=("verifiable", "top1_accuracy", "reward_accuracy", "ndcg", "loss")) -> pd.DataFrame:
+        """Rows: the metric families the trial's evaluation has (``verifiable``: generation scores,
+        with a generating evaluation only); columns: the dimensions (and ``mixed`` where the metric has it)."""
         metrics = self.trial_metrics(trial_id)
         columns = [*self.dimensions, "mixed"]
         rows = {family: {c: metrics.get(f"{family}/{c}", np.nan) for c in columns} for family in families}
-        return pd.DataFrame(rows).T.dropna(axis=1, how="all")
+        return pd.DataFrame(rows).T.dropna(how="all").dropna(axis=1, how="all")
 
     def fit(self, **settings) -> PolynomialScheduler | None:
         """The sweep's scheduler refitted on the finished trials; ``settings`` override its own."""
