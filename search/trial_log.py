@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from search.searcher import EVALUATED_STEP, trial_lambda
 from search.sweep import trial_number
-from search.sweep_config import OBJECTIVE, SweepConfig
+from search.sweep_config import OBJECTIVE, SweepConfig, warm_start_rows
 
 LOGS = "logs"
 EVENTS_FILE = "trials.jsonl"
@@ -58,9 +58,11 @@ class TrialLog(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.started, self.best = {}, None
         sign = 1 if self.config.mode == "max" else -1
+        for k, score in enumerate(warm_start_rows(self.config)[1]):  # the searcher starts from them: so does the best
+            self._update_best(float(score), f"warm-start-{k}", sign)
         for event in read_events(self.config.sweep_dir()):  # a resumed sweep keeps its running best
             if event["event"] == "finished":
-                self._update_best(event["objective"], event["number"], sign)
+                self._update_best(event["objective"], f"trial {event['number']}", sign)
         names = ", ".join(self.config.dimensions)
         if self.console is not None:
             self.console.print(f"{self.config.searcher.num_trials} trials, {self.config.searcher.max_concurrent} at a time; λ = ({names}); "
@@ -81,8 +83,8 @@ class TrialLog(Callback):
             self._say(trial, "stopped", f"by ASHA at step {step}: {self.config.objective} {value:.4f} there; {minutes:.1f} min", "yellow")
             return
         self._record(trial, "finished", objective=value, minutes=minutes)
-        self._update_best(value, trial_number(trial), 1 if self.config.mode == "max" else -1)
-        best = f"best so far {self.best[0]:.4f} (trial {self.best[1]})" if self.best else ""
+        self._update_best(value, f"trial {trial_number(trial)}", 1 if self.config.mode == "max" else -1)
+        best = f"best so far {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
         self._say(trial, "finished", f"{self.config.objective} {value:.4f} in {minutes:.1f} min; {best}", "green")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -92,9 +94,9 @@ class TrialLog(Callback):
         self._record(trial, "failed", minutes=minutes, error_file=error_file)
         self._say(trial, "FAILED", f"after {minutes:.1f} min: {first_line}\n    read {error_file} and {self.path.parent / RAY_LOG}", "red")
 
-    def _update_best(self, value: float, number: str, sign: int) -> None:
+    def _update_best(self, value: float, label: str, sign: int) -> None:
         if math.isfinite(value) and (self.best is None or sign * value > sign * self.best[0]):
-            self.best = (value, number)
+            self.best = (value, label)
 
     def _minutes(self, trial) -> float:
         return (time.monotonic() - self.started.get(trial.trial_id, time.monotonic())) / 60

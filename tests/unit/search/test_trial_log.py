@@ -59,6 +59,16 @@ def test_a_resumed_sweep_keeps_its_running_best(tmp_path):
     assert out.getvalue().splitlines()[-1].endswith("best so far 0.7000 (trial 3)")
 
 
+def test_the_running_best_starts_from_the_warm_start_rows(tmp_path):
+    warm = tmp_path / "earlier.csv"
+    warm.write_text("helpfulness,honesty,instruction_following,truthfulness,objective\n1,0,0,0,0.58\n0,1,0,0,0.64\n")
+    log, out = start_log(tmp_path, f"searcher.warm_start={warm}")
+    log.on_trial_complete(0, [], FakeTrial(1, "aaaa", [0.25] * 4, {"objective": 0.61}))
+    log.on_trial_complete(0, [], FakeTrial(2, "bbbb", [0, 0, 1, 0], {"objective": 0.66}))
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("best so far 0.6400 (warm-start-1)") and lines[2].endswith("best so far 0.6600 (trial 2)")
+
+
 def test_a_trial_early_stopping_ended_is_said_and_recorded_so(tmp_path):
     log, out = start_log(tmp_path, "tune.trial_scheduler=asha", "train.eval.every=50", "tune.grace_period=50")
     log.on_trial_complete(0, [], FakeTrial(2, "bbbb", [1, 0, 0, 0], {"objective": 0.41, "evaluated_step": 50}))
