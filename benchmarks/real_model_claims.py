@@ -23,6 +23,7 @@ whatever has finished, so it can be read while the rest runs. ``observations.csv
 
     python benchmarks/real_model_claims.py                   # 10–15 min per run on 2 cores
     python benchmarks/real_model_claims.py --report-only     # the report from the finished runs
+    python benchmarks/real_model_claims.py --only simpo orpo # these runs only (still resumable)
 """
 
 from __future__ import annotations
@@ -144,14 +145,18 @@ def execute_reference(checkpoint: Path, out: Path) -> dict:
 
 
 def run_all(runs: list[Run], args, dimensions: list[str]) -> None:
-    """Every run in turn, then the untrained model's generations (they need a run's checkpoint to find
-    the data and model). One at a time on the config's threads: two runs side by side on one thread
+    """Every run in turn (or those ``--only`` names), the untrained model's generations second (they
+    need the first run's checkpoint to find the data and model). One at a time on the config's threads: two runs side by side on one thread
     each were slower in all (the reference's generation took 14.6 min against 2 min 56 s alone)."""
     started = time.perf_counter()
     failures = []
     jobs = [(run.name, lambda run=run: execute(run, args.config, args.overrides, args.out)) for run in runs]
     jobs.insert(1, ("reference", lambda: execute_reference(args.out / json.loads((args.out / runs[0].name / RESULT).read_text())["checkpoint"], args.out)))
+    if args.only:  # the others keep their place in the count, so that [k/n] means the same in every log
+        jobs = [(name, job) if name in args.only else (name, None) for name, job in jobs]
     for done, (name, job) in enumerate(jobs, 1):
+        if job is None:
+            continue
         try:
             result = job()
         except Exception as error:  # the others go on; a rerun retries this one
@@ -439,12 +444,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real-model-claims"),
                         help="one directory per run; the default is in the repository, so a fresh clone resumes from the committed results")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs; train nothing")
+    parser.add_argument("--only", nargs="+", metavar="RUN", help="train only these runs (names as in the report: lambda-dpo-s2, simpo, steer-mix, reference, ...); the report still reads every finished run")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of the config for every run (the smoke test cuts the data with them)")
     args = parser.parse_args(argv)
     from lambda_dpo.train import load_train_config
 
     dimensions = list(load_train_config(args.config, args.overrides).data.dimensions)  # a bad key fails here, before anything trains
     runs = plan(dimensions, args.seeds)
+    names = ["reference", *(run.name for run in runs)]
+    if unknown := sorted(set(args.only or ()) - set(names)):
+        parser.error(f"--only: no run named {', '.join(unknown)}; the runs are {', '.join(names)}")
     args.signal = training_signal(args.config, args.overrides)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:

@@ -124,6 +124,18 @@ def test_without_the_one_hot_runs_the_report_says_what_it_waits_for(bench, tmp_p
     assert "waiting for the one-hot runs (0/4 finished)" in text and "waiting for a seed with both runs" in text
 
 
+def test_only_trains_the_named_runs_and_refuses_unknown_names(bench, tmp_path, monkeypatch, capsys):
+    trained = []
+    monkeypatch.setattr(bench, "execute", lambda run, config, overrides, out: trained.append(run.name) or {"seconds": 60.0, "metrics": {}})
+    monkeypatch.setattr(bench, "report", lambda *args: "")
+    assert bench.main(["--out", str(tmp_path), "--only", "orpo", "simpo"]) == 0
+    assert trained == ["simpo", "orpo"]  # in the plan's order
+    assert "[14/15 0 min] simpo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as error:
+        bench.main(["--out", str(tmp_path), "--only", "simpo", "lambda-dpo-s9"])
+    assert error.value.code == 2 and "--only: no run named lambda-dpo-s9; the runs are reference, lambda-dpo-s0" in capsys.readouterr().err
+
+
 @pytest.mark.real_model
 def test_the_benchmark_runs_end_to_end_on_two_held_out_prompts_and_resumes(bench, tmp_path, capsys):
     # 40 prompts: 12 held out, of which the first 2 are scored; one step of 2 prompts per run.
