@@ -12,7 +12,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from search.analysis import EXAMPLE  # noqa: E402
+from search.analysis import EXAMPLE, REAL_MODEL_EXAMPLE  # noqa: E402
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 pytestmark = pytest.mark.integration
@@ -38,6 +38,15 @@ def test_notebook_runs_on_the_shipped_example(name, figures, monkeypatch):
     outputs = execute(name)
     assert images(outputs) >= figures
     assert "8 trials, objective top1_accuracy/mixed" in text(outputs)
+
+
+@pytest.mark.parametrize("name, said", [("scheduler_analysis", "left-out RMSE "), ("sweep_report", "best of all rows 46077947: verifiable/mixed = 0.3786")])
+def test_notebook_runs_on_the_shipped_real_model_sweep(name, said, monkeypatch):
+    # Its warm-start rows have no evaluation in the sweep directory: the notebooks must not look for one.
+    monkeypatch.setenv("LAMBDA_DPO_SWEEP_DIR", str(REAL_MODEL_EXAMPLE))
+    outputs = execute(name)
+    assert images(outputs) >= 3
+    assert "8 trials and 7 warm-start observations, objective verifiable/mixed" in text(outputs) and said in text(outputs)
 
 
 def test_sweep_report_reads_a_sweep_directory_with_an_errored_trial(tmp_path, monkeypatch):

@@ -92,3 +92,14 @@ def test_warm_start_rows_compete_for_best_but_ran_here_keeps_to_the_sweeps_own_t
     assert sweep.best()["trial_id"] == "warm-start-0" and sweep.centroid()["trial_id"] == "warm-start-1"
     assert sweep.best(ran_here=True)["trial_id"] == sweep.centroid(ran_here=True)["trial_id"] == "c2cb7e4b"
     assert len(sweep.own_trials()) == 8
+
+
+def test_the_shipped_real_model_sweep_reads_back_with_its_generation_scores():
+    from search.analysis import REAL_MODEL_EXAMPLE
+
+    sweep = load_sweep(REAL_MODEL_EXAMPLE)
+    assert len(sweep.own_trials()) == 8 and len(sweep.table) == 15 and sweep.config.objective == "verifiable/mixed"
+    best = sweep.best(ran_here=True)
+    report = sweep.per_dimension(best["trial_id"])
+    assert report.loc["verifiable", "mixed"] == pytest.approx(best["objective"])
+    assert set(sweep.leave_one_out()["trial_id"]) == set(sweep.table["trial_id"])
