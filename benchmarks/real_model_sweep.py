@@ -71,13 +71,14 @@ def warm_start_directories(results) -> dict[str, Path]:
 
 
 def summarise(results) -> tuple[list[str], dict]:
+    from search.analysis import centroid_rows
     from search.lambda_scheduler import leave_one_out_error
 
     dims, table = results.dimensions, results.table
     columns = [f"lambda/{d}" for d in dims]
     warm = warm_start_directories(results)
     best, own_best = results.best(), results.best(ran_here=True)
-    centroids = table[np.abs(table[columns].to_numpy(float) - 1 / len(dims)).max(axis=1) < 1e-6]
+    centroids = centroid_rows(results.config, table)
     centroids = centroids[np.isfinite(centroids["objective"].astype(float))]
     lam = lambda row: "(" + ", ".join(f"{float(row[c]):.3f}" for c in columns) + ")"  # noqa: E731
     lines = [f"# The real-model λ sweep ({results.directory})", "",
@@ -92,15 +93,15 @@ def summarise(results) -> tuple[list[str], dict]:
                          f"({len(centroids)} runs, mean {centroids['objective'].astype(float).mean():.4f}), paired over {gap[3]} prompts: {fmt(*gap[:3], signed=True)}")
             data[label] = {"trial_id": row["trial_id"], "lambda": [float(row[c]) for c in columns], "objective": float(row["objective"]),
                            "minus_centroid": list(gap[:3]), "prompts": gap[3]}
-    scheduler = results.fit()
-    error, yardstick = leave_one_out_error(scheduler, scheduler.observed_lambdas_, scheduler.observed_scores_)
+    scheduler, left_out = results.fit(), results.leave_one_out()
+    error, yardstick = leave_one_out_error(left_out["objective"], left_out["predicted"])
     candidate = scheduler.best_candidate()
     lines += [f"- the scheduler refitted on all {len(scheduler.observed_scores_)} rows ({scheduler.basis} degree {scheduler.degree}, {scheduler.regression}): "
               f"predicted best λ = ({', '.join(f'{w:.3f}' for w in candidate)}), predicted {float(scheduler.predict(candidate)[0]):.4f}",
               f"- its leave-one-out RMSE {error:.4f}, against {yardstick:.4f} for predicting each row by the mean of the others "
               f"(objective spread: std {float(np.std(scheduler.observed_scores_)):.4f})", "",
               "| row | status | " + " | ".join(dims) + f" | `{MIXED}` | left-out prediction |", "|" + " --- |" * (len(dims) + 4)]
-    left_out = results.leave_one_out().set_index("trial_id")["predicted"]
+    left_out = left_out.set_index("trial_id")["predicted"]
     for _, row in table.iterrows():
         predicted = f"{left_out[row['trial_id']]:.4f}" if row["trial_id"] in left_out.index else "—"
         lines.append(f"| {row['trial_id']} | {row['status']} | " + " | ".join(f"{float(row[c]):.3f}" for c in columns) + f" | {float(row['objective']):.4f} | {predicted} |")

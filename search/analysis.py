@@ -84,10 +84,8 @@ class SweepResults:
         """Each finished trial's objective beside the scheduler's prediction of it from the other
         finished trials (the sweep's own settings refitted n times), and the error."""
         finished = self.table[np.isfinite(self.table[OBJECTIVE].astype(float))]
-        scheduler = self.config.lambda_scheduler.build(dimensions=self.dimensions, random_state=self.config.searcher.seed)
-        sign = 1.0 if self.config.mode == "max" else -1.0
-        lambdas = finished[[f"lambda/{d}" for d in self.dimensions]].to_numpy(float)
-        predicted = sign * leave_one_out(scheduler, lambdas, sign * finished[OBJECTIVE].to_numpy(float))
+        fitted = self.fit()  # fitted on the same rows, in the same order (−objective when minimising)
+        predicted = fitted_sign(self.config) * leave_one_out(fitted, fitted.observed_lambdas_, fitted.observed_scores_)
         return pd.DataFrame({"trial_id": finished["trial_id"].to_numpy(), OBJECTIVE: finished[OBJECTIVE].to_numpy(float),
                              "predicted": predicted, "error": predicted - finished[OBJECTIVE].to_numpy(float)})
 
@@ -158,8 +156,12 @@ def fitted_schedule(config: SweepConfig, table: pd.DataFrame) -> PolynomialSched
     if len(finished) < 2:
         return None
     lambdas = finished[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
-    sign = 1.0 if config.mode == "max" else -1.0
-    return config.lambda_scheduler.build(dimensions=config.dimensions, random_state=config.searcher.seed).fit(lambdas, sign * finished[OBJECTIVE].to_numpy(float))
+    return config.lambda_scheduler.build(dimensions=config.dimensions, random_state=config.searcher.seed).fit(lambdas, fitted_sign(config) * finished[OBJECTIVE].to_numpy(float))
+
+
+def fitted_sign(config: SweepConfig) -> float:
+    """The scheduler maximises: it is fitted on the objective, or on −objective when the sweep minimises."""
+    return 1.0 if config.mode == "max" else -1.0
 
 
 def write_outputs(config: SweepConfig, table: pd.DataFrame) -> dict[str, Path]:
@@ -192,8 +194,12 @@ def best_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
     return finished.loc[index]
 
 
-def centroid_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
-    m = len(config.dimensions)
+def centroid_rows(config: SweepConfig, table: pd.DataFrame) -> pd.DataFrame:
+    """Every row at the centroid λ (a warm start may hold several seeds of it)."""
     lambdas = table[[f"lambda/{d}" for d in config.dimensions]].to_numpy(float)
-    near = np.abs(lambdas - 1.0 / m).max(axis=1) < 1e-6
-    return table[near].iloc[0] if near.any() else None
+    return table[np.abs(lambdas - 1.0 / len(config.dimensions)).max(axis=1) < 1e-6]
+
+
+def centroid_trial(config: SweepConfig, table: pd.DataFrame) -> pd.Series | None:
+    rows = centroid_rows(config, table)
+    return rows.iloc[0] if len(rows) else None

@@ -15,7 +15,7 @@ from lambda_dpo.console import make_console
 import dataclasses
 
 from search.observations import lambda_columns, read_csv, read_observations
-from search.lambda_scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, LambdaSchedulerSettings, effective_sample_size, leave_one_out_error
+from search.lambda_scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, LambdaSchedulerSettings, effective_sample_size, leave_one_out, leave_one_out_error
 
 def _settings_from_args(args) -> tuple[LambdaSchedulerSettings, str | None]:
     """The preset with every flag given on the command line on top of it, and the CSV of
@@ -62,7 +62,7 @@ def render_summary(scheduler: PolynomialScheduler, *, top: int = 10, console=Non
         f"predicted best {scheduler.predict(scheduler.best_candidate())[0]:.4f} at λ = {np.round(scheduler.best_candidate(), 3).tolist()}"
     )
     if len(observed) >= 3:
-        error, yardstick = leave_one_out_error(scheduler, scheduler.observed_lambdas_, observed)
+        error, yardstick = leave_one_out_error(observed, leave_one_out(scheduler, scheduler.observed_lambdas_, observed))
         console.print(f"leave-one-out RMSE {error:.4f} (predicting each observation by the others' mean: {yardstick:.4f})")
     bayesian = scheduler.coef_covariance_ is not None
     table = Table(title=f"top {min(top, len(candidates))} candidates by probability", box=box.SIMPLE_HEAD)

@@ -98,11 +98,11 @@ def leave_one_out(scheduler: "PolynomialScheduler", lambdas, scores) -> np.ndarr
     return cross_val_predict(clone(scheduler), np.asarray(lambdas, dtype=float), scores, cv=LeaveOneOut())
 
 
-def leave_one_out_error(scheduler: "PolynomialScheduler", lambdas, scores) -> tuple[float, float]:
-    """``(rmse, yardstick)``: the root-mean-square :func:`leave_one_out` error, and the same for the
-    plainest guess, the mean of the other observations; a fit worth sampling from beats it."""
-    scores = np.asarray(scores, dtype=float)
-    predicted = leave_one_out(scheduler, lambdas, scores)
+def leave_one_out_error(scores, predicted) -> tuple[float, float]:
+    """``(rmse, yardstick)`` of ``scores`` ``[n]`` against their :func:`leave_one_out` ``predicted``
+    ``[n]``, and the same for the plainest guess, the mean of the other observations; a fit worth
+    sampling from beats it."""
+    scores, predicted = np.asarray(scores, dtype=float), np.asarray(predicted, dtype=float)
     others_mean = (scores.sum() - scores) / (len(scores) - 1)
     rmse = lambda guess: float(np.sqrt(np.mean((scores - guess) ** 2)))  # noqa: E731
     return rmse(predicted), rmse(others_mean)

@@ -116,10 +116,10 @@ def test_leave_one_out_predicts_each_point_from_the_others():
     assert abs(predicted[3] - scores[3]) > 0.4 and predicted[3] == pytest.approx(quadratic_landscape(observed[3:4])[0], abs=1e-9)
 
     noisy = quadratic_landscape(observed) + rng.normal(0, 0.01, 14)
-    error, yardstick = leave_one_out_error(PolynomialScheduler(random_state=0), observed, noisy)
+    error, yardstick = leave_one_out_error(noisy, leave_one_out(PolynomialScheduler(random_state=0), observed, noisy))
     assert 0 < error < yardstick  # the quadratic is worth more than the others' mean
     flat = rng.normal(0, 0.01, 14)
-    error, yardstick = leave_one_out_error(PolynomialScheduler(random_state=0), observed, flat)
+    error, yardstick = leave_one_out_error(flat, leave_one_out(PolynomialScheduler(random_state=0), observed, flat))
     assert yardstick == pytest.approx(np.sqrt(np.mean((flat - (flat.sum() - flat) / 13) ** 2)))
     with pytest.raises(ValueError, match="at least 3 observations"):
         leave_one_out(exact, observed[:2], scores[:2])
