@@ -322,25 +322,70 @@ def pair_claim(finished: dict[str, Finished]) -> tuple[list[str], dict | None]:
     return lines, {"seeds": seeds, "difference": [mean, low, high], "prompts": count, "per_seed": per_seed}
 
 
-def steering_claim(finished: dict[str, Finished], dimensions: list[str], one_hot: dict | None) -> tuple[list[str], dict]:
+def score_tensor(row_sets: list[list[dict]], dimensions: list[str], keys: list[str]) -> np.ndarray:
+    """``[len(row_sets), len(keys), m]``: each prompt's ``verifiable/<dim>`` under each row set, NaN where it does not apply."""
+    tensor = np.full((len(row_sets), len(keys), len(dimensions)), np.nan)
+    for i, rows in enumerate(row_sets):
+        by_key = {row["record_id"]: row for row in rows}
+        for p, key in enumerate(keys):
+            scores = by_key[key]["scores"]
+            tensor[i, p] = [np.nan if scores.get(d) is None else scores[d] for d in dimensions]
+    return tensor
+
+
+def steerability_draws(tensor: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Steerability of ``tensor`` ``[m, prompts, m]`` (row: the λ given or trained at) under each resample of
+    prompts in ``draws`` ``[B, prompts]``: ``[B]``. Two tensors under the same draws are paired by prompt."""
     from lambda_dpo.conditioning import steerability
 
+    matrices = np.nanmean(tensor[:, draws, :], axis=2)  # [m, B, m]
+    return np.array([steerability(matrices[:, b, :]) for b in range(len(draws))])
+
+
+def steerability_intervals(steered: Finished, one_hot: list[Finished], dimensions: list[str], resamples: int = 2000, seed: int = 0) -> dict:
+    """The steered run's steerability on generation scores (rows: it given each e_k), the one-hot runs'
+    (rows: trained at each e_k) and their ratio, each with a 95% percentile bootstrap interval over
+    prompts, the same resample for both so that the ratio is paired by prompt."""
+    row_sets = {"steered": [steered.rows[d] for d in dimensions], "one_hot": [run.rows["centroid"] for run in one_hot]}
+    keys = sorted(set.intersection(*({row["record_id"] for row in rows} for sets in row_sets.values() for rows in sets)))
+    tensors = {name: score_tensor(sets, dimensions, keys) for name, sets in row_sets.items()}
+    everyone = np.arange(len(keys))[None, :]
+    draws = np.random.default_rng(seed).integers(0, len(keys), (resamples, len(keys)))
+    estimate = {name: float(steerability_draws(tensor, everyone)[0]) for name, tensor in tensors.items()}
+    sampled = {name: steerability_draws(tensor, draws) for name, tensor in tensors.items()}
+    estimate["ratio"] = estimate["steered"] / estimate["one_hot"] if estimate["one_hot"] else math.nan
+    sampled["ratio"] = sampled["steered"] / sampled["one_hot"]
+    bounds = lambda values: [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]  # noqa: E731
+    return {name: [estimate[name], *bounds(sampled[name])] for name in ("steered", "one_hot", "ratio")} | {"prompts": len(keys)}
+
+
+def steering_claim(finished: dict[str, Finished], dimensions: list[str], one_hot: dict | None) -> tuple[list[str], dict]:
     lines, data = [], {}
     unconditioned = [f for f in finished.values() if f.run.arm == "λ-DPO, centroid"]
+    one_hot_runs = [finished[f"one-hot-{d}"] for d in dimensions] if one_hot is not None else []
     for name in ("steer-mix", "steer-numbers"):
         if name not in finished:
             lines.append(f"{name}: not finished")
             continue
         item = finished[name]
-        matrix = score_matrix([item.rows] * len(dimensions), dimensions, list(dimensions))
-        score = steerability(matrix)
-        entry = {"matrix": matrix.tolist(), "steerability": score}
-        lines += [f"**{name}** (`preamble: {'numbers+mix' if name.endswith('mix') else 'numbers'}`): generation scores under each λ given at inference:", "",
-                  *matrix_lines("λ given", [f"e({d})" for d in dimensions], dimensions, matrix)]
-        lines += ["", f"Steerability on generation scores: {score:.3f}"]
-        if one_hot is not None:
-            entry["ratio"] = score / one_hot["steerability"] if one_hot["steerability"] else math.nan
-            lines[-1] += f"; the four one-hot models': {one_hot['steerability']:.3f}; ratio {entry['ratio']:.2f} (target ≥ 0.6)"
+        given = [*dimensions, "centroid"]
+        matrix = score_matrix([item.rows] * len(given), dimensions, given)
+        entry = {"matrix": matrix[: len(dimensions)].tolist(), "centroid_row": matrix[-1].tolist()}
+        lines += [f"**{name}** (`preamble: {'numbers+mix' if name.endswith('mix') else 'numbers'}`): generation scores under each λ given at inference"
+                  " (the last row, the centroid, is not part of the steerability):", "",
+                  *matrix_lines("λ given", [*(f"e({d})" for d in dimensions), "centroid"], dimensions, matrix), ""]
+        if one_hot_runs:
+            bounds = steerability_intervals(item, one_hot_runs, dimensions)
+            entry |= {"steerability": bounds["steered"][0], "steerability_interval": bounds["steered"][1:],
+                      "one_hot_steerability": bounds["one_hot"], "ratio": bounds["ratio"][0], "ratio_interval": bounds["ratio"][1:]}
+            lines.append(f"Steerability on generation scores: {fmt(*bounds['steered'], signed=True)}; the four one-hot models': "
+                         f"{fmt(*bounds['one_hot'], signed=True)}; ratio {fmt(*bounds['ratio'])} (target ≥ 0.6; intervals: "
+                         f"the same bootstrap resamples of the {bounds['prompts']} prompts for both)")
+        else:
+            from lambda_dpo.conditioning import steerability
+
+            entry["steerability"] = steerability(matrix[: len(dimensions)])
+            lines.append(f"Steerability on generation scores: {entry['steerability']:+.3f} (the one-hot runs are not finished: no ratio)")
         if unconditioned:
             mean, low, high, count = paired(prompt_means(unconditioned, MIXED), prompt_means([item], MIXED))
             entry["centroid_cost"] = [mean, low, high]

@@ -85,12 +85,35 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     steer = summary["steering"]["steer-numbers"]
     assert steer["steerability"] == pytest.approx(0.15) and steer["centroid_cost"][0] == pytest.approx(0.02)
     assert steer["ratio"] == pytest.approx(0.15 / summary["one_hot"]["steerability"])
+    assert steer["one_hot_steerability"][0] == pytest.approx(summary["one_hot"]["steerability"])
+    assert steer["steerability_interval"] == pytest.approx([0.15, 0.15])  # the same lift on every prompt: no spread
+    assert steer["ratio_interval"] == pytest.approx([steer["ratio"]] * 2)  # every lift is the same on every prompt
+    assert steer["centroid_row"] == pytest.approx(list((base + 0.08).mean(axis=0)))
+    assert "| centroid |" in text and "ratio " in text and "same bootstrap resamples of the 40 prompts" in text
     assert "steer-mix: not finished" in text and "(10/13 runs finished)" in text
     assert (tmp_path / "one_hot.png").stat().st_size > 0 and (tmp_path / "trade_off.png").stat().st_size > 0
     arms = summary["arms"]
     assert arms["λ-DPO, centroid"]["seeds"] == [0, 1] and arms["λ-DPO, centroid"]["scores"]["verifiable/mixed"][0] == pytest.approx(float((base + 0.1).mean()))
     assert arms["λ-DPO, centroid"]["gain_over_untrained"][0] == pytest.approx(0.15) and arms["reference (untrained)"]["gain_over_untrained"] is None
     assert arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"] != arms["reference (untrained)"]["held_out"]["top1_accuracy/mixed"]  # NaN: no ranking
+
+
+def test_the_steerability_ratio_is_paired_by_prompt(bench):
+    """The steered run's lift is half the one-hot runs' on every prompt, though the lift varies from
+    prompt to prompt: each steerability has a spread over resamples of prompts, their ratio none."""
+    rng = np.random.default_rng(1)
+    prompts, m = 30, len(DIMENSIONS)
+    base, lift = rng.uniform(0.2, 0.4, (prompts, m)), rng.uniform(0.0, 0.4, (prompts, 1))
+
+    def rows(matrix):
+        return [{"record_id": f"p{i}", "scores": dict(zip(DIMENSIONS, map(float, row)))} for i, row in enumerate(matrix)]
+
+    one_hot = [bench.Finished(bench.Run(f"one-hot-{d}", "one-hot"), {}, {"centroid": rows(base + lift * np.eye(m)[k])}) for k, d in enumerate(DIMENSIONS)]
+    steered = bench.Finished(bench.Run("steer-mix", "steered"), {}, {d: rows(base + 0.5 * lift * np.eye(m)[k]) for k, d in enumerate(DIMENSIONS)})
+    bounds = bench.steerability_intervals(steered, one_hot, DIMENSIONS, resamples=500)
+    assert bounds["prompts"] == prompts and bounds["one_hot"][0] == pytest.approx(float(lift.mean()))
+    assert bounds["one_hot"][1] < bounds["one_hot"][0] - 0.02 and bounds["steered"][2] > bounds["steered"][0] + 0.01
+    assert bounds["ratio"] == pytest.approx([0.5, 0.5, 0.5])
 
 
 def test_the_fixed_lambda_runs_become_a_sweeps_warm_start(bench, tmp_path):
