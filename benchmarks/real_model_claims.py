@@ -45,6 +45,7 @@ HELD_OUT = ("top1_accuracy/mixed", "reward_margin")  # the held-out ranking metr
 RESULT = "result.json"
 OBSERVATIONS = "observations.csv"  # the fixed-λ λ-DPO runs, in the form a sweep's searcher.warm_start reads
 GENERATIONS = "generations.jsonl"  # the final evaluation's (train.GENERATIONS); a steered run adds generations-<dim>.jsonl
+RANKING_STEERABILITY = "steerability.json"  # a steered run's, by held-out ranking: what `lambda-dpo evaluate --steerability` writes
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,10 @@ def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict
 
     run_dir = out / run.name
     if (run_dir / RESULT).exists():
-        return json.loads((run_dir / RESULT).read_text()) | {"read_back": True}
+        result = json.loads((run_dir / RESULT).read_text())
+        if run.steered and not (run_dir / RANKING_STEERABILITY).exists():  # finished before the benchmark measured it
+            write_ranking_steerability(out / result["checkpoint"], run_dir)
+        return result | {"read_back": True}
     if run_dir.exists():  # cut off mid-way: its 30 steps are cheaper to redo than to resume
         shutil.rmtree(run_dir)
     hf_logging.disable_progress_bar()
@@ -123,9 +127,22 @@ def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict
             write_rows(run_dir / f"generations-{name}.jsonl", scores.rows)
             vertex_metrics[name] = scores.metrics
         result["vertex_metrics"] = vertex_metrics
+        write_ranking_steerability(trained.checkpoint, run_dir)
     result["seconds"] = time.perf_counter() - started
     (run_dir / RESULT).write_text(json.dumps(result, indent=2))
     return result
+
+
+def write_ranking_steerability(checkpoint: Path, run_dir: Path) -> None:
+    """A steered checkpoint's held-out top-1 accuracy per dimension under each vertex λ given in its
+    prompt, as ``lambda-dpo evaluate --steerability`` reports it: does its implicit reward read λ,
+    even where its greedy answers do not follow it."""
+    from lambda_dpo.commands import checked_lambda
+    from lambda_dpo.train import checkpoint_evaluator, steerability_of
+
+    dimensions, _ = checked_lambda(checkpoint, None)
+    result = steerability_of(checkpoint_evaluator(checkpoint), dimensions)
+    (run_dir / RANKING_STEERABILITY).write_text(json.dumps({"checkpoint": str(checkpoint), **result.as_json()}, indent=2))
 
 
 def execute_reference(checkpoint: Path, out: Path) -> dict:
@@ -188,7 +205,10 @@ def load_finished(out: Path, runs: list[Run]) -> tuple[dict[str, Finished], Fini
         rows = {"centroid": read_rows(run_dir / GENERATIONS)}
         for path in run_dir.glob("generations-*.jsonl"):
             rows[path.stem.removeprefix("generations-")] = read_rows(path)
-        finished[run.name] = Finished(run, json.loads((run_dir / RESULT).read_text()), rows)
+        result = json.loads((run_dir / RESULT).read_text())
+        if (run_dir / RANKING_STEERABILITY).exists():
+            result["ranking_steerability"] = json.loads((run_dir / RANKING_STEERABILITY).read_text())
+        finished[run.name] = Finished(run, result, rows)
     reference = None
     if (out / "reference" / RESULT).exists():
         reference = Finished(Run("reference", "reference (untrained)"), json.loads((out / "reference" / RESULT).read_text()),
@@ -359,6 +379,23 @@ def steerability_intervals(steered: Finished, one_hot: list[Finished], dimension
     return {name: [estimate[name], *bounds(sampled[name])] for name in ("steered", "one_hot", "ratio")} | {"prompts": len(keys)}
 
 
+def ranking_steerability_lines(ranking: dict, one_hot_runs: list[Finished], dimensions: list[str], entry: dict) -> list[str]:
+    """The steered run's steerability by held-out ranking (``steerability.json``) against the one-hot
+    runs' on the same metric (``top1_accuracy/<dim>``); adds both to ``entry``."""
+    from lambda_dpo.conditioning import steerability
+
+    matrix = np.array(ranking["accuracy"])
+    entry["ranking"] = {"matrix": matrix.tolist(), "steerability": ranking["steerability"]}
+    lines = ["", "By held-out ranking (`top1_accuracy/<dim>` under each e_k given, as `lambda-dpo evaluate --steerability` reports it):", "",
+             *matrix_lines("λ given", [f"e({d})" for d in dimensions], dimensions, matrix), "",
+             f"Steerability by ranking: {ranking['steerability']:+.3f}"]
+    if one_hot_runs:
+        trained = np.array([[run.result["metrics"][f"top1_accuracy/{d}"] for d in dimensions] for run in one_hot_runs])
+        entry["ranking"]["one_hot_steerability"] = steerability(trained)
+        lines[-1] += f"; the four one-hot models' on the same metric: {steerability(trained):+.3f}"
+    return lines
+
+
 def steering_claim(finished: dict[str, Finished], dimensions: list[str], one_hot: dict | None) -> tuple[list[str], dict]:
     lines, data = [], {}
     unconditioned = [f for f in finished.values() if f.run.arm == "λ-DPO, centroid"]
@@ -386,6 +423,8 @@ def steering_claim(finished: dict[str, Finished], dimensions: list[str], one_hot
 
             entry["steerability"] = steerability(matrix[: len(dimensions)])
             lines.append(f"Steerability on generation scores: {entry['steerability']:+.3f} (the one-hot runs are not finished: no ratio)")
+        if "ranking_steerability" in item.result:
+            lines += ranking_steerability_lines(item.result["ranking_steerability"], one_hot_runs, dimensions, entry)
         if unconditioned:
             mean, low, high, count = paired(prompt_means(unconditioned, MIXED), prompt_means([item], MIXED))
             entry["centroid_cost"] = [mean, low, high]

@@ -163,7 +163,7 @@ def command_evaluate(args) -> int:
     if args.steerability:
         console.print(steerability_table(result, title=f"steerability of {checkpoint}: top-1 accuracy per dimension under each vertex λ"))
         console.print(f"steerability: {result.score:.4f}   top1_accuracy/mixed at the centroid: {result.centroid['top1_accuracy/mixed']:.4f}")
-        payload = {"dimensions": result.dimensions, "accuracy": result.accuracy.tolist(), "steerability": result.score, "centroid": result.centroid}
+        payload = result.as_json()
     else:
         console.print(metrics_table(metrics, title=f"evaluation of {checkpoint} at {lambda_label(dimensions, used)}"))
         payload = {"lambda": used, "lambda_given": eval_lambda is not None, "metrics": metrics}

@@ -833,6 +833,10 @@ class Steerability:
     centroid: dict[str, float]  # every metric at the centroid λ
     score: float
 
+    def as_json(self) -> dict:
+        """The form ``evaluate --steerability`` writes to ``steerability.json``."""
+        return {"dimensions": self.dimensions, "accuracy": self.accuracy.tolist(), "steerability": self.score, "centroid": self.centroid}
+
 
 def steerability_of(evaluate, dimensions: Sequence[str]) -> Steerability:
     """Evaluate at every vertex e_k and the centroid with ``evaluate(weights) → metrics``."""

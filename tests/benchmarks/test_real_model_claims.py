@@ -52,11 +52,13 @@ def write_run(out: Path, name: str, arm: str, scores: np.ndarray, *, seed: int =
     for dimension, matrix in (vertex_scores or {}).items():
         (run_dir / f"generations-{dimension}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(matrix)))
     metrics = {"verifiable/mixed": float(scores.mean()), "generation/mean_words": 3.0, "top1_accuracy/mixed": 0.5, "reward_margin": 0.1,
-               **{f"reward_accuracy/{d}": float(value) for d, value in zip(DIMENSIONS, scores.mean(axis=0))}}
+               **{f"{family}/{d}": float(value) for family in ("reward_accuracy", "top1_accuracy") for d, value in zip(DIMENSIONS, scores.mean(axis=0))}}
     (run_dir / "result.json").write_text(json.dumps({"name": name, "arm": arm, "seed": seed, "metrics": metrics, "seconds": 60.0, "checkpoint": f"{name}/checkpoints/step-1"}))
 
 
 def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path):
+    from lambda_dpo.conditioning import steerability
+
     rng = np.random.default_rng(0)
     prompts = 40
     base = rng.uniform(0.3, 0.5, (prompts, 4))
@@ -72,6 +74,8 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     vertices = {d: base + 0.15 * np.eye(4)[k] for k, d in enumerate(DIMENSIONS)}
     write_run(tmp_path, "steer-numbers", "steered (numbers)", base + 0.08, vertex_scores=vertices)
     write_run(tmp_path, "reference", "reference (untrained)", base - 0.05)
+    ranking = np.full((4, 4), 0.5) + 0.1 * np.eye(4)  # its implicit reward reads λ: each e_k ranks its own dimension 0.1 better
+    (tmp_path / "steer-numbers" / "steerability.json").write_text(json.dumps({"dimensions": DIMENSIONS, "accuracy": ranking.tolist(), "steerability": 0.1, "centroid": {}}))
 
     text = bench.report(tmp_path, runs, DIMENSIONS, {d: 10 + k for k, d in enumerate(DIMENSIONS)})
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -89,6 +93,9 @@ def test_the_report_reads_the_three_claims_off_the_finished_runs(bench, tmp_path
     assert steer["steerability_interval"] == pytest.approx([0.15, 0.15])  # the same lift on every prompt: no spread
     assert steer["ratio_interval"] == pytest.approx([steer["ratio"]] * 2)  # every lift is the same on every prompt
     assert steer["centroid_row"] == pytest.approx(list((base + 0.08).mean(axis=0)))
+    one_hot_top1 = np.array([(base + (0.3 if k != 3 else -0.2) * np.eye(4)[k]).mean(axis=0) for k in range(4)])
+    assert steer["ranking"]["steerability"] == 0.1 and steer["ranking"]["one_hot_steerability"] == pytest.approx(steerability(one_hot_top1))
+    assert "Steerability by ranking: +0.100; the four one-hot models' on the same metric: +0.175" in text
     assert "| centroid |" in text and "ratio " in text and "same bootstrap resamples of the 40 prompts" in text
     assert "steer-mix: not finished" in text and "(10/13 runs finished)" in text
     assert (tmp_path / "one_hot.png").stat().st_size > 0 and (tmp_path / "trade_off.png").stat().st_size > 0
