@@ -94,8 +94,6 @@ def plan(dimensions: list[str], seeds: list[int]) -> list[Run]:
 
 def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict:
     """Train one run (or read back its result) and generate under every vertex when it is steered."""
-    from transformers.utils import logging as hf_logging
-
     from lambda_dpo.reporting import JsonlReporter
     from lambda_dpo.train import checkpoint_generations, load_train_config, train, write_rows
 
@@ -107,7 +105,6 @@ def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict
         return result | {"read_back": True}
     if run_dir.exists():  # cut off mid-way: its 30 steps are cheaper to redo than to resume
         shutil.rmtree(run_dir)
-    hf_logging.disable_progress_bar()
     full = [*run.overrides, *overrides, f"seed={run.seed}", f"output_dir={run_dir}", f"reference_cache={out / 'reference_logps'}",
             "save_every=0", "eval.every=0"]
     config = load_train_config(config_path, full)
@@ -165,6 +162,9 @@ def run_all(runs: list[Run], args, dimensions: list[str]) -> None:
     """Every run in turn (or those ``--only`` names), the untrained model's generations second (they
     need the first run's checkpoint to find the data and model). One at a time on the config's threads: two runs side by side on one thread
     each were slower in all (the reference's generation took 14.6 min against 2 min 56 s alone)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the log is a file: one line per run, no weight-loading bars
     started = time.perf_counter()
     failures = []
     jobs = [(run.name, lambda run=run: execute(run, args.config, args.overrides, args.out)) for run in runs]
