@@ -134,11 +134,9 @@ def write_ranking_steerability(checkpoint: Path, run_dir: Path) -> None:
     """A steered checkpoint's held-out top-1 accuracy per dimension under each vertex λ given in its
     prompt, as ``lambda-dpo evaluate --steerability`` reports it: does its implicit reward read λ,
     even where its greedy answers do not follow it."""
-    from lambda_dpo.commands import checked_lambda
-    from lambda_dpo.train import checkpoint_evaluator, steerability_of
+    from lambda_dpo.train import checkpoint_evaluator, load_checkpoint_config, steerability_of
 
-    dimensions, _ = checked_lambda(checkpoint, None)
-    result = steerability_of(checkpoint_evaluator(checkpoint), dimensions)
+    result = steerability_of(checkpoint_evaluator(checkpoint), load_checkpoint_config(checkpoint).data.dimensions)
     (run_dir / RANKING_STEERABILITY).write_text(json.dumps({"checkpoint": str(checkpoint), **result.as_json()}, indent=2))
 
 
@@ -366,12 +364,13 @@ def steerability_intervals(steered: Finished, one_hot: list[Finished], dimension
     """The steered run's steerability on generation scores (rows: it given each e_k), the one-hot runs'
     (rows: trained at each e_k) and their ratio, each with a 95% percentile bootstrap interval over
     prompts, the same resample for both so that the ratio is paired by prompt."""
+    from lambda_dpo.conditioning import steerability
+
     row_sets = {"steered": [steered.rows[d] for d in dimensions], "one_hot": [run.rows["centroid"] for run in one_hot]}
     keys = sorted(set.intersection(*({row["record_id"] for row in rows} for sets in row_sets.values() for rows in sets)))
     tensors = {name: score_tensor(sets, dimensions, keys) for name, sets in row_sets.items()}
-    everyone = np.arange(len(keys))[None, :]
     draws = np.random.default_rng(seed).integers(0, len(keys), (resamples, len(keys)))
-    estimate = {name: float(steerability_draws(tensor, everyone)[0]) for name, tensor in tensors.items()}
+    estimate = {name: steerability(np.nanmean(tensor, axis=1)) for name, tensor in tensors.items()}
     sampled = {name: steerability_draws(tensor, draws) for name, tensor in tensors.items()}
     estimate["ratio"] = estimate["steered"] / estimate["one_hot"] if estimate["one_hot"] else math.nan
     sampled["ratio"] = sampled["steered"] / sampled["one_hot"]
@@ -391,8 +390,8 @@ def ranking_steerability_lines(ranking: dict, one_hot_runs: list[Finished], dime
              f"Steerability by ranking: {ranking['steerability']:+.3f}"]
     if one_hot_runs:
         trained = np.array([[run.result["metrics"][f"top1_accuracy/{d}"] for d in dimensions] for run in one_hot_runs])
-        entry["ranking"]["one_hot_steerability"] = steerability(trained)
-        lines[-1] += f"; the four one-hot models' on the same metric: {steerability(trained):+.3f}"
+        entry["ranking"]["one_hot_steerability"] = score = steerability(trained)
+        lines[-1] += f"; the four one-hot models' on the same metric: {score:+.3f}"
     return lines
 
 
