@@ -710,7 +710,7 @@ def generation_scores(setup: RunSetup, model, weights, *, plain: bool = False, m
     return score_generations(
         model, setup.tokenizer, setup.examples["eval"], weights=list(weights), dimensions=setup.dimensions,
         render=prompt_renderer(config, setup.tokenizer, None if plain else weights), max_new_tokens=max_new_tokens or config.eval.max_new_tokens,
-        batch_size=config.eval.batch_size, track=lambda iterable, total, description: track(reporter, iterable, total=total, description=description),
+        batch_size=config.eval.generation_batch_size, track=lambda iterable, total, description: track(reporter, iterable, total=total, description=description),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lambda_dpo.data.records import ListwiseExample
-from lambda_dpo.decoding import generate_batch
+from lambda_dpo.decoding import greedy_generations
 from lambda_dpo.verifiable.prompts import Verification
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS, count_words, mixed_score, score_response
 
@@ -65,7 +65,8 @@ def score_generations(
     device=None,
     track: Callable = lambda iterable, total, description: iterable,
 ) -> GenerationScores:
-    """Generate greedily for every verifiable example and score the responses.
+    """Generate greedily for every verifiable example (:func:`~lambda_dpo.decoding.greedy_generations`,
+    ``batch_size`` prompts decoded together) and score the responses.
 
     weights: the evaluation λ over ``dimensions`` (which must all be verifiable ones).
     render: the prompt text the model reads (plain, or λ-conditioned).
@@ -73,21 +74,16 @@ def score_generations(
     check_dimensions(dimensions)
     lambdas = dict(zip(dimensions, weights))
     pairs = verifiable_examples(examples)
-    texts = {example.record_id: render(example) for example, _ in pairs}
-    order = sorted(range(len(pairs)), key=lambda i: -len(texts[pairs[i][0].record_id]))  # similar lengths pad little
-    rows: list[dict | None] = [None] * len(pairs)
-    starts = range(0, len(pairs), batch_size)
-    for start in track(starts, total=len(starts), description=f"generating ({len(pairs)} held-out prompts, batches of {batch_size})"):
-        chunk = order[start : start + batch_size]
-        generations = generate_batch(model, tokenizer, [texts[pairs[i][0].record_id] for i in chunk], max_new_tokens=max_new_tokens, device=device)
-        for index, generation in zip(chunk, generations):
-            example, verification = pairs[index]
-            scores = {name: value for name, value in score_response(generation.text, verification).items() if name in lambdas}
-            rows[index] = {
-                "record_id": example.record_id, "prompt": example.prompt, "response": generation.text,
-                "new_tokens": generation.new_tokens, "finished": generation.finished,
-                "scores": scores, "mixed": mixed_score(scores, lambdas),
-            }
+    generations = greedy_generations(model, tokenizer, [render(example) for example, _ in pairs], max_new_tokens=max_new_tokens,
+                                     batch_size=batch_size, device=device, track=track)
+    rows = []
+    for (example, verification), generation in zip(pairs, generations):
+        scores = {name: value for name, value in score_response(generation.text, verification).items() if name in lambdas}
+        rows.append({
+            "record_id": example.record_id, "prompt": example.prompt, "response": generation.text,
+            "new_tokens": generation.new_tokens, "finished": generation.finished,
+            "scores": scores, "mixed": mixed_score(scores, lambdas),
+        })
     return GenerationScores(summarise(rows, dimensions), rows)
 
 
