@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from lambda_dpo.reporting import JsonlReporter
-from lambda_dpo.train import checkpoint_evaluator, load_train_config, steerability_of, train
+from lambda_dpo.checkpoint_eval import checkpoint_evaluator, steerability_of
+from lambda_dpo.train import train
+from lambda_dpo.train_config import load_train_config
 
 VARIANTS = ("conditioned", "unconditioned")
 MIXED = "top1_accuracy/mixed"

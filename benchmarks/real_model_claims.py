@@ -95,7 +95,9 @@ def plan(dimensions: list[str], seeds: list[int]) -> list[Run]:
 def execute(run: Run, config_path: str, overrides: list[str], out: Path) -> dict:
     """Train one run (or read back its result) and generate under every vertex when it is steered."""
     from lambda_dpo.reporting import JsonlReporter
-    from lambda_dpo.train import checkpoint_generations, load_train_config, train, write_rows
+    from lambda_dpo.checkpoint_eval import checkpoint_generations, write_rows
+    from lambda_dpo.train import train
+    from lambda_dpo.train_config import load_train_config
 
     run_dir = out / run.name
     if (run_dir / RESULT).exists():
@@ -134,7 +136,7 @@ def write_ranking_steerability(checkpoint: Path, run_dir: Path) -> None:
     """A steered checkpoint's held-out top-1 accuracy per dimension under each vertex λ given in its
     prompt, as ``lambda-dpo evaluate --steerability`` reports it: does its implicit reward read λ,
     even where its greedy answers do not follow it."""
-    from lambda_dpo.train import checkpoint_evaluator, load_checkpoint_config, steerability_of
+    from lambda_dpo.checkpoint_eval import checkpoint_evaluator, load_checkpoint_config, steerability_of
 
     result = steerability_of(checkpoint_evaluator(checkpoint), load_checkpoint_config(checkpoint).data.dimensions)
     (run_dir / RANKING_STEERABILITY).write_text(json.dumps({"checkpoint": str(checkpoint), **result.as_json()}, indent=2))
@@ -142,7 +144,7 @@ def write_ranking_steerability(checkpoint: Path, run_dir: Path) -> None:
 
 def execute_reference(checkpoint: Path, out: Path) -> dict:
     """The untrained model's generations (plain prompts) on the same held-out prompts."""
-    from lambda_dpo.train import checkpoint_generations, write_rows
+    from lambda_dpo.checkpoint_eval import checkpoint_generations, write_rows
 
     run_dir = out / "reference"
     if (run_dir / RESULT).exists():
@@ -492,7 +494,8 @@ def observations(finished: dict[str, Finished], dimensions: list[str]) -> list[d
 
 def training_signal(config_path: str, overrides: list[str]) -> dict[str, int]:
     """Per dimension, the training prompts with at least two different ratings in it."""
-    from lambda_dpo.train import load_datasets, load_train_config
+    from lambda_dpo.run_setup import load_datasets
+    from lambda_dpo.train_config import load_train_config
 
     config = load_train_config(config_path, overrides)
     train_examples, _ = load_datasets(config)
@@ -530,7 +533,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", metavar="RUN", help="train only these runs (names as in the report: lambda-dpo-s2, simpo, steer-mix, reference, ...); the report still reads every finished run")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of the config for every run (the smoke test cuts the data with them)")
     args = parser.parse_args(argv)
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     dimensions = list(load_train_config(args.config, args.overrides).data.dimensions)  # a bad key fails here, before anything trains
     runs = plan(dimensions, args.seeds)

@@ -51,7 +51,10 @@ def probe(learning_rate: float, args, out: Path) -> dict:
     """Train (or read back) one learning rate's run and answer the plain questions with it."""
     from lambda_dpo.config import load_config
     from lambda_dpo.data.encoding import render_prompt
-    from lambda_dpo.train import TrainConfig, latest_checkpoint, load_checkpoint_policy, train
+    from lambda_dpo.checkpoint_eval import load_checkpoint_policy
+    from lambda_dpo.checkpoints import latest_checkpoint
+    from lambda_dpo.train import train
+    from lambda_dpo.train_config import TrainConfig
 
     run_dir = out / f"lr-{learning_rate:g}"
     result_file = run_dir / "probe.json"

@@ -66,7 +66,7 @@ from lambda_dpo.modeling import (
     to_device,
 )
 from lambda_dpo.tiny import train_tokenizer
-from lambda_dpo.train import autocast_context, example_texts, seed_everything
+from lambda_dpo.run_setup import autocast_context, example_texts, seed_everything
 
 
 PADDED, PACKED, CONDITIONED, NAIVE = "ours, padded", "ours, packed", "ours, λ-conditioned", "naive (paper)"

@@ -65,7 +65,9 @@ def command_train(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from lambda_dpo.run_lock import run_lock
-    from lambda_dpo.train import TrainConfig, latest_checkpoint, load_train_config, train
+    from lambda_dpo.checkpoints import latest_checkpoint
+    from lambda_dpo.train import train
+    from lambda_dpo.train_config import TrainConfig, load_train_config
 
     hf_logging.disable_progress_bar()
     console = make_console()
@@ -111,7 +113,7 @@ def command_train(args) -> int:
 def checked_lambda(checkpoint: Path, text: str | None) -> tuple[list[str], list[float] | None]:
     """The dimensions of ``checkpoint`` and its command's ``--lambda`` checked against them, before
     anything is loaded or written (anything but a checkpoint directory is refused here)."""
-    from lambda_dpo.train import load_checkpoint_config
+    from lambda_dpo.checkpoint_eval import load_checkpoint_config
 
     dimensions = list(load_checkpoint_config(checkpoint).data.dimensions)
     if text is None:
@@ -127,7 +129,7 @@ def lambda_suffix(eval_lambda: list[float] | None) -> str:
 
 def run_lambda(checkpoint: Path, num_dimensions: int) -> list[float]:
     """The evaluation λ a checkpoint's run uses when none is given (its ``eval.weights``)."""
-    from lambda_dpo.train import load_checkpoint_config
+    from lambda_dpo.checkpoint_eval import load_checkpoint_config
 
     return load_checkpoint_config(checkpoint).eval.mixed_lambda(num_dimensions).tolist()
 
@@ -140,7 +142,7 @@ def lambda_label(dimensions: list[str], weights: list[float]) -> str:
 def command_evaluate(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from lambda_dpo.train import checkpoint_evaluator, steerability_of
+    from lambda_dpo.checkpoint_eval import checkpoint_evaluator, steerability_of
 
     hf_logging.disable_progress_bar()
     console = make_console()
@@ -175,7 +177,7 @@ def command_evaluate(args) -> int:
 
 def evaluate_by_generation(args, checkpoint: Path, dimensions: list[str], eval_lambda, used: list[float], console) -> int:
     """``evaluate --generate``: greedy responses to the held-out prompts, scored by the verifiers."""
-    from lambda_dpo.train import checkpoint_generations, write_rows
+    from lambda_dpo.checkpoint_eval import checkpoint_generations, write_rows
 
     if args.steerability:
         raise ValueError("--steerability ranks the held-out responses; leave it out with --generate")
@@ -261,7 +263,7 @@ def command_benchmark(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, task_manager
-    from lambda_dpo.train import benchmarks_for_policy, load_checkpoint_config, load_checkpoint_policy
+    from lambda_dpo.checkpoint_eval import benchmarks_for_policy, load_checkpoint_config, load_checkpoint_policy
 
     hf_logging.disable_progress_bar()
     console = make_console()
@@ -375,7 +377,7 @@ def config_loaders() -> dict:
     from importlib.metadata import entry_points
 
     from lambda_dpo.benchmarks import BenchmarkConfig
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     loaders = {"train": load_train_config, "benchmark": lambda path, overrides: load_config(BenchmarkConfig, path, overrides)}
     loaders |= {entry.name: entry.load() for entry in entry_points(group=CONFIG_GROUP)}

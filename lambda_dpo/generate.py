@@ -12,7 +12,7 @@ from lambda_dpo.data.encoding import render_prompt
 from lambda_dpo.decoding import generate_batch
 from lambda_dpo.lambdas import validate_lambda
 from lambda_dpo.modeling import resolve_device
-from lambda_dpo.train import load_checkpoint_policy
+from lambda_dpo.checkpoint_eval import load_checkpoint_policy
 
 
 class Generator:

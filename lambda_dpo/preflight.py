@@ -20,7 +20,8 @@ from lambda_dpo.data.synthetic import parse_synthetic_source
 from lambda_dpo.modeling import source_has_weights
 from lambda_dpo.pretrained import REGISTRY, is_fetched, model_dir
 from lambda_dpo.run_lock import check_unlocked
-from lambda_dpo.train import TrainConfig, check_fresh_start
+from lambda_dpo.train import check_fresh_start
+from lambda_dpo.train_config import TrainConfig
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 

@@ -26,9 +26,11 @@ from pathlib import Path
 from lambda_dpo.config import save_config
 from lambda_dpo.checkpoints import TRAINING_STATE, checkpoint_problem, checkpoint_step, latest_checkpoint
 from lambda_dpo.console import logger, make_console, output_to_file
-from lambda_dpo.train import TrainConfig, train
+from lambda_dpo.train import train
+from lambda_dpo.train_config import TrainConfig
 from search.searcher import EVALUATED_STEP, trial_lambda
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, TUNE_EXPERIMENT, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
+from search.trial_log import trial_number
 
 
 def run_sweep(config: SweepConfig, *, resume: bool = False, verbose: bool = False):
@@ -154,12 +156,6 @@ def trial_dirname(trial) -> str:
     """``trial-003-<id>``: Tune's creation counter first, so directories sort in trial order."""
     number = trial_number(trial)
     return f"trial-{int(number):03d}-{trial.trial_id}" if number.isdigit() else trial.trial_id
-
-
-def trial_number(trial) -> str:
-    """Tune's creation counter (``3`` of experiment tag ``3_lambda=…``), else the trial id."""
-    counter = trial.experiment_tag.split("_", 1)[0]
-    return counter if counter.isdigit() else trial.trial_id
 
 
 def connect_ray(**kwargs) -> bool:

@@ -18,7 +18,7 @@ from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, ch
 from lambda_dpo.benchmarks import PREFIX as BENCHMARK_PREFIX
 from lambda_dpo.config import ConfigError, load_config, with_absolute_paths
 from lambda_dpo.lambdas import centred_dirichlet, fixed_at, validate_lambda, validate_lambdas
-from lambda_dpo.train import TrainConfig
+from lambda_dpo.train_config import TrainConfig
 from search.lambda_scheduler import LambdaSchedulerSettings
 from search.observations import read_observations
 from search.searcher import DEFAULT_DESIGN, DESIGNS, GridLambdaSearcher, PolynomialLambdaSearcher, RandomLambdaSearcher, lambda_config, optuna_searcher

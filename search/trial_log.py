@@ -16,8 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from search.searcher import EVALUATED_STEP, trial_lambda
-from search.sweep import trial_number
 from search.sweep_config import OBJECTIVE, SweepConfig, warm_start_rows
+
+
+def trial_number(trial) -> str:
+    """Tune's creation counter (``3`` of experiment tag ``3_lambda=…``), else the trial id."""
+    counter = trial.experiment_tag.split("_", 1)[0]
+    return counter if counter.isdigit() else trial.trial_id
+
 
 LOGS = "logs"
 EVENTS_FILE = "trials.jsonl"

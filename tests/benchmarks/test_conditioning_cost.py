@@ -20,7 +20,7 @@ def bench(monkeypatch):
 
 
 def test_the_baseline_is_the_unconditioned_centroid_model(bench):
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     assert bench.variant_overrides("conditioned", 4) == []
     overrides = bench.variant_overrides("unconditioned", 4)

@@ -22,7 +22,7 @@ def bench(monkeypatch):
 
 
 def test_the_plan_changes_only_loss_lambda_seed_and_conditioning(bench):
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     runs = bench.plan(DIMENSIONS, [0, 1, 2])
     names = [run.name for run in runs]
@@ -125,7 +125,7 @@ def test_the_steerability_ratio_is_paired_by_prompt(bench):
 
 def test_the_fixed_lambda_runs_become_a_sweeps_warm_start(bench, tmp_path):
     from search.sweep_config import SweepConfig, SearcherConfig, build_searcher, warm_start_rows
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     prompts = np.full((4, 4), 0.4)
     for name, arm in (("lambda-dpo-s0", "λ-DPO, centroid"), ("dpo-s0", "DPO, centroid")):

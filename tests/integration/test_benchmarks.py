@@ -15,7 +15,9 @@ from lambda_dpo.benchmarks import BenchmarkConfig, check_tasks, run_benchmarks, 
 from lambda_dpo.cli import main
 from lambda_dpo.config import load_config
 from lambda_dpo.data.encoding import render_prompt
-from lambda_dpo.train import load_checkpoint_policy, load_train_config, train
+from lambda_dpo.checkpoint_eval import load_checkpoint_policy
+from lambda_dpo.train import train
+from lambda_dpo.train_config import load_train_config
 
 pytestmark = pytest.mark.integration
 

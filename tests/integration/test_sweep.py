@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from lambda_dpo.lambdas import read_schedule
-from lambda_dpo.train import load_train_config
+from lambda_dpo.train_config import load_train_config
 from lambda_dpo.config import with_absolute_paths
 from search.analysis import results_table
 from search.sweep import make_trainer, run_sweep

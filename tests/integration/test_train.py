@@ -22,7 +22,10 @@ from lambda_dpo.config import load_config
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS
 from lambda_dpo.loss import mixed_target
 from lambda_dpo.preferences import ratings_to_targets
-from lambda_dpo.train import TrainConfig, latest_checkpoint, load_datasets, train
+from lambda_dpo.checkpoints import latest_checkpoint
+from lambda_dpo.run_setup import load_datasets
+from lambda_dpo.train import train
+from lambda_dpo.train_config import TrainConfig
 
 pytestmark = pytest.mark.integration
 
@@ -414,7 +417,7 @@ def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
 
 def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_one_is_not(tmp_path, capsys):
     from lambda_dpo.generate import Generator
-    from lambda_dpo.train import checkpoint_evaluator, steerability_of
+    from lambda_dpo.checkpoint_eval import checkpoint_evaluator, steerability_of
 
     conditioned = train(load_config(TrainConfig, "configs/train/tiny-conditioned.yaml", [f"output_dir={tmp_path / 'on'}", "optim.max_steps=1000"]))
     steered = steerability_of(checkpoint_evaluator(conditioned.checkpoint), DEFAULT_DIMENSIONS)
@@ -427,7 +430,8 @@ def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_o
 
     from lambda_dpo.data.collate import ListwiseCollator
     from lambda_dpo.modeling import response_logps
-    from lambda_dpo.train import encode, load_run_base
+    from lambda_dpo.reference import load_run_base
+    from lambda_dpo.run_setup import encode
 
     config = load_config(TrainConfig, tmp_path / "on" / "config.yaml")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "on" / "tokenizer")
@@ -451,7 +455,7 @@ def test_a_lambda_conditioned_policy_is_steered_by_lambda_and_an_unconditioned_o
 
 def test_a_conditioned_warm_start_learns_both_prompt_forms(tmp_path, monkeypatch):
     # The policy reads the conditioned prompt and its reference the plain one: SFT must see both.
-    import lambda_dpo.train as training
+    import lambda_dpo.run_setup as training
 
     forms = []
     real_batch = training.training_batch

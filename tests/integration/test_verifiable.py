@@ -9,7 +9,10 @@ import pytest
 
 from lambda_dpo.cli import main
 from lambda_dpo.config import load_config
-from lambda_dpo.train import GENERATIONS, TrainConfig, latest_checkpoint, train
+from lambda_dpo.checkpoint_eval import GENERATIONS
+from lambda_dpo.checkpoints import latest_checkpoint
+from lambda_dpo.train import train
+from lambda_dpo.train_config import TrainConfig
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
 from tests.factories import verifiable_records, write_jsonl
 

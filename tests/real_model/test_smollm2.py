@@ -17,7 +17,9 @@ from lambda_dpo.config import load_config
 from lambda_dpo.data.encoding import encode_examples
 from lambda_dpo.data.loading import load_examples
 from lambda_dpo.pretrained import resolve_model_source, source_file
-from lambda_dpo.train import TrainConfig, latest_checkpoint, train
+from lambda_dpo.checkpoints import latest_checkpoint
+from lambda_dpo.train import train
+from lambda_dpo.train_config import TrainConfig
 from lambda_dpo.verifiable.build import SHIPPED_SET, SHIPPED_SETTINGS, batches_of, load_model, sample_batch
 from lambda_dpo.verifiable.prompts import build_prompts
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS

@@ -21,7 +21,7 @@ from lambda_dpo.benchmarks import (
 from lambda_dpo.config import ConfigError, load_config
 from lambda_dpo.distributed import on_rank_zero
 from lambda_dpo.tasks.tiny_preference.utils import TASK_DIMENSIONS, build_docs, unique_best
-from lambda_dpo.train import load_train_config
+from lambda_dpo.train_config import load_train_config
 from search.sweep_config import load_sweep_config
 from tests.unit.rank_workers import rank_zero_worker
 

@@ -103,7 +103,7 @@ def test_the_conditioner_and_the_corpus_use_the_runs_preamble(tiny_tokenizer):
 
 
 def test_a_train_config_names_a_bad_preamble():
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     assert load_train_config("configs/train/tiny-conditioned.yaml", ["preamble=numbers"]).preamble == "numbers"
     with pytest.raises(ValueError, match="preamble must be one of numbers\\+mix, numbers; got 'mixed'"):

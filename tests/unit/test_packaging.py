@@ -15,7 +15,7 @@ def test_every_package_of_the_source_tree_is_in_the_wheels_package_list():
 
 
 def test_the_defaults_paths_resolve_to_the_shipped_files_from_any_directory(tmp_path, monkeypatch):
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     monkeypatch.chdir(tmp_path)  # not a checkout: configs/ is not here
     config = load_train_config("configs/train/tiny.yaml")

@@ -8,7 +8,7 @@ from lambda_dpo.cli import main
 from lambda_dpo.config import ConfigError, load_config, save_config
 from lambda_dpo.preflight import check_data_source, check_device, check_model_source, check_train_config
 from lambda_dpo.run_lock import run_lock
-from lambda_dpo.train import TrainConfig
+from lambda_dpo.train_config import TrainConfig
 from search.sweep_config import CONFIG_FILE, load_sweep_config
 
 TINY = "configs/train/tiny.yaml"
@@ -75,7 +75,7 @@ def test_dry_run_loads_no_model_and_no_data(monkeypatch):
 
 
 def test_dry_run_checks_the_benchmark_tasks_before_any_training():
-    from lambda_dpo.train import load_train_config
+    from lambda_dpo.train_config import load_train_config
 
     lines = check_train_config(load_train_config("configs/train/tiny.yaml", ["benchmarks_config=configs/eval/tiny.yaml"]))
     assert "benchmark tiny_truthful_mc: acc (none), task default" in lines

@@ -8,7 +8,8 @@ from lambda_dpo.config import ConfigError, load_config
 from lambda_dpo.data.loading import load_examples
 from lambda_dpo.data.records import DEFAULT_DIMENSIONS
 from lambda_dpo.evaluate import EvalConfig
-from lambda_dpo.train import TrainConfig, batch_order, split_examples
+from lambda_dpo.run_setup import batch_order, split_examples
+from lambda_dpo.train_config import TrainConfig
 
 TINY = "configs/train/tiny.yaml"
 
@@ -82,7 +83,7 @@ def listwise_record(i, ratings):
 
 def test_training_data_without_any_rankable_prompt_is_refused_with_counts(tmp_path):
     """Data with every rating N/A used to train a no-op run and exit 0."""
-    from lambda_dpo.train import load_datasets
+    from lambda_dpo.run_setup import load_datasets
 
     path = write_listwise(tmp_path / "na.jsonl", [listwise_record(i, [None, None]) for i in range(10)])
     config = load_config(TrainConfig, TINY, [f"data.source={path}", "data.dimensions=[helpfulness,honesty]", "data.format=listwise", "eval.fraction=0.2"])
@@ -91,7 +92,7 @@ def test_training_data_without_any_rankable_prompt_is_refused_with_counts(tmp_pa
 
 
 def test_a_fixed_lambda_on_dimensions_without_ratings_is_refused(tmp_path):
-    from lambda_dpo.train import load_datasets
+    from lambda_dpo.run_setup import load_datasets
 
     records = [{"prompt": f"Q{i}?", "responses": ["a", "b"], "ratings": {"helpfulness": [4, 2], "honesty": [None, None]}} for i in range(10)]
     path = write_listwise(tmp_path / "half.jsonl", records)
@@ -105,7 +106,7 @@ def test_training_reports_the_records_it_skipped(tmp_path, caplog):
     """`on_bad_record: skip` used to skip in silence when training."""
     import logging
 
-    from lambda_dpo.train import load_datasets
+    from lambda_dpo.run_setup import load_datasets
 
     records = [listwise_record(i, [4, 2]) for i in range(10)] + [{"prompt": "", "responses": ["a", "b"], "ratings": {"helpfulness": [1, 2], "honesty": [1, 2]}}]
     path = write_listwise(tmp_path / "some-bad.jsonl", records)
