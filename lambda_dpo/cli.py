@@ -10,6 +10,7 @@ from lambda_dpo import __version__
 from lambda_dpo.commands import add_config_parser, add_model_parser, add_train_parsers
 from lambda_dpo.console import show_warnings
 from lambda_dpo.data.commands import add_data_parser
+from lambda_dpo.verifiable.commands import add_verifiable_actions
 
 
 COMMAND_GROUP = "lambda_dpo.commands"  # entry points that add subcommands (search/ adds schedule and sweep)
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambda-dpo", description="λ-DPO fine-tuning and λ search over the preference simplex")
     parser.add_argument("--version", action="version", version=f"lambda-dpo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    add_data_parser(subparsers)
+    add_verifiable_actions(add_data_parser(subparsers))
     add_model_parser(subparsers)
     add_config_parser(subparsers)
     add_train_parsers(subparsers)

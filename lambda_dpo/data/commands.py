@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 from lambda_dpo.console import make_console
@@ -26,18 +25,25 @@ def command_check(args) -> int:
     counts = np.bincount([e.num_responses for e in examples])
     console.print("responses per prompt: " + ", ".join(f"{n}: {c}" for n, c in enumerate(counts) if c))
     table = Table(title="ratings per dimension")
-    for column in ("dimension", "rated", "N/A", "prompts usable (≥2 rated)", "mean rating"):
+    for column in ("dimension", "rated", "N/A", "prompts usable (≥2 rated)", "prompts whose ratings differ", "mean rating"):
         table.add_column(column, justify="right" if column != "dimension" else "left")
     for row, dimension in enumerate(dimensions):
         values = np.concatenate([e.ratings[row] for e in examples])
         rated = ~np.isnan(values)
         usable = sum((~np.isnan(e.ratings[row])).sum() >= MIN_RATED_RESPONSES for e in examples)
+        differ = ratings_differ(examples, row)
         mean = f"{values[rated].mean():.2f}" if rated.any() else "-"
-        table.add_row(dimension, str(rated.sum()), str((~rated).sum()), f"{usable} / {len(examples)}", mean)
+        table.add_row(dimension, str(rated.sum()), str((~rated).sum()), f"{usable} / {len(examples)}", f"{differ} ({differ / len(examples):.0%})", mean)
     console.print(table)
     if len(dimensions) > 1:
         console.print(correlation_table(examples, dimensions))
     return 0
+
+
+def ratings_differ(examples, dimension: int) -> int:
+    """Prompts with two rated responses whose ratings in ``dimension`` differ: the prompts that
+    dimension can teach anything on."""
+    return sum(np.ptp(rated) > 0 for rated in (e.ratings[dimension][~np.isnan(e.ratings[dimension])] for e in examples) if len(rated) >= MIN_RATED_RESPONSES)
 
 
 def rating_correlations(examples, dimensions) -> np.ndarray:
@@ -80,33 +86,8 @@ def command_synthesize(args) -> int:
     return 0
 
 
-def command_build_verifiable(args) -> int:
-    from pathlib import Path
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from transformers.utils import logging as hf_logging
-
-    from lambda_dpo.verifiable.build import BuildSettings, build_verifiable
-
-    hf_logging.disable_progress_bar()
-    console = make_console()
-    settings = BuildSettings(
-        model=args.model, num_prompts=args.num_prompts, seed=args.seed, responses=args.responses, prompts_per_batch=args.prompts_per_batch,
-        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, threads=args.threads,
-    )
-    out = Path(args.out)
-    columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sampling", total=None)
-        build_verifiable(settings, out, on_batch=lambda done, total: progress.update(task, completed=done, total=total))
-    console.print(f"{settings.num_prompts} prompts × {settings.responses} responses written to {out}")
-    from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
-
-    check = argparse.Namespace(source=str(out), dimensions=",".join(VERIFIABLE_DIMENSIONS), format="listwise", split="train", on_bad_record="raise", limit=None)
-    return command_check(check)
-
-
-def add_data_parser(subparsers) -> None:
+def add_data_parser(subparsers):
+    """The ``data`` command; returns its actions, to which lambda_dpo.verifiable adds ``build-verifiable``."""
     data = subparsers.add_parser("data", help="inspect preference data")
     actions = data.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="load a dataset as training would and report records, skips and rating coverage")
@@ -123,21 +104,4 @@ def add_data_parser(subparsers) -> None:
     synthesize.add_argument("--seed", type=int, default=0)
     synthesize.add_argument("--out", required=True, help="output .jsonl file")
     synthesize.set_defaults(handler=command_synthesize)
-    from lambda_dpo.verifiable.build import BuildSettings
-
-    defaults = BuildSettings()
-    build = actions.add_parser(
-        "build-verifiable",
-        help="sample responses from a model and rate them by rule (instruction following, correctness, conciseness, detail)",
-    )
-    build.add_argument("--out", required=True, help="output .jsonl file (listwise, with each prompt's verification); resumes OUT.partial")
-    build.add_argument("--model", default=defaults.model, help="model to sample from: a registered name, directory or hub id")
-    build.add_argument("--num-prompts", type=int, default=defaults.num_prompts)
-    build.add_argument("--seed", type=int, default=defaults.seed)
-    build.add_argument("--responses", type=int, default=defaults.responses, help="samples per prompt")
-    build.add_argument("--prompts-per-batch", type=int, default=defaults.prompts_per_batch)
-    build.add_argument("--temperature", type=float, default=defaults.temperature)
-    build.add_argument("--top-p", type=float, default=defaults.top_p)
-    build.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    build.add_argument("--threads", type=int, default=defaults.threads, help="torch threads (the samples depend on it)")
-    build.set_defaults(handler=command_build_verifiable)
+    return actions

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lambda_dpo.verifiable.prompts import VerifiablePrompt, build_prompts
+from lambda_dpo.verifiable.prompts import RECIPES, VerifiablePrompt, build_prompts
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS, rating, score_response
 
 
@@ -31,6 +31,7 @@ class BuildSettings:
     model: str = "smollm2-135m-instruct"
     num_prompts: int = 640
     seed: int = 0
+    recipe: str = "v1"  # which prompts (lambda_dpo.verifiable.prompts.RECIPES)
     responses: int = 4  # samples per prompt
     prompts_per_batch: int = 8
     temperature: float = 0.8
@@ -42,6 +43,8 @@ class BuildSettings:
         for name in ("num_prompts", "responses", "prompts_per_batch", "max_new_tokens", "threads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if self.responses < 2:
             raise ValueError(f"responses must be at least 2 (a ranking needs two), got {self.responses}")
         if not 0 < self.temperature or not 0 < self.top_p <= 1:
@@ -51,10 +54,14 @@ class BuildSettings:
         return int(np.random.SeedSequence([self.seed, batch]).generate_state(1)[0])
 
 
-# The set shipped in the package, and the settings that rebuilt it (tests/real_model checks a batch):
+# The sets shipped in the package, and the settings that built them (tests/real_model rebuilds a batch of each):
 #   lambda-dpo data build-verifiable --out lambda_dpo/data/examples/verifiable-smollm2-135m.jsonl --num-prompts 800 --seed 0
-SHIPPED_SET = Path(__file__).parents[1] / "data" / "examples" / "verifiable-smollm2-135m.jsonl"
+#   lambda-dpo data build-verifiable --recipe v2 --out lambda_dpo/data/examples/verifiable-v2-smollm2-135m.jsonl --num-prompts 1200 --prompts-per-batch 32
+EXAMPLES = Path(__file__).parents[1] / "data" / "examples"
+SHIPPED_SET = EXAMPLES / "verifiable-smollm2-135m.jsonl"
 SHIPPED_SETTINGS = BuildSettings(num_prompts=800, seed=0)
+SHIPPED_SET_V2 = EXAMPLES / "verifiable-v2-smollm2-135m.jsonl"
+SHIPPED_SETTINGS_V2 = BuildSettings(num_prompts=1200, seed=0, recipe="v2", prompts_per_batch=32)
 
 
 def rated_record(prompt: VerifiablePrompt, responses: Sequence[str], finished: Sequence[bool]) -> dict:
@@ -133,7 +140,7 @@ def build_verifiable(settings: BuildSettings, out: Path, *, on_batch: Callable[[
     """
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    prompts = build_prompts(settings.num_prompts, seed=settings.seed)
+    prompts = build_prompts(settings.num_prompts, seed=settings.seed, recipe=settings.recipe)
     batches = batches_of(settings, prompts)
     done = read_partial(partial, settings)
     on_batch(len(done), len(batches))
@@ -161,3 +168,20 @@ def build_verifiable(settings: BuildSettings, out: Path, *, on_batch: Callable[[
     os.replace(written, out)
     partial.unlink()
     return records
+
+
+def solve_rates(records: Sequence[dict]) -> dict[str, tuple[int, int, float]]:
+    """By prompt family (a calculation's task, or the kind), the prompts with a correctness rating,
+    the responses among them, and the share of those rated right (score 1, rating 5)."""
+    from lambda_dpo.verifiable.prompts import Verification
+
+    found: dict[str, list[int]] = {}
+    for number, record in enumerate(records):
+        family = Verification.from_json(record["verification"], where=f"record {number}: verification").family
+        rated = [r for r in record["ratings"]["correctness"] if r is not None]
+        if rated:
+            counts = found.setdefault(family, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += len(rated)
+            counts[2] += sum(r == rating(1.0) for r in rated)
+    return {family: (prompts, responses, right / responses) for family, (prompts, responses, right) in sorted(found.items())}

@@ -1,11 +1,19 @@
 """Prompts whose responses can be rated by rule: a base request plus 0–2 IFEval instructions.
 
-A base request is either an everyday explanation or how-to (``topics.json``: the request and the
-key terms a good answer mentions) or a two-step arithmetic word problem made from a template, with
-its answer and the intermediate result of its working. Instructions come from the IFEval checkers
-that lm-eval ships and that run offline (those needing nltk's downloadable sentence tokenizer are
-left out). Each prompt carries a :class:`Verification`: everything its verifiers need, stored in
-the listwise record so that generations can be scored later (``evaluate --generate``).
+Two recipes (docs/verifiable.md):
+
+- ``v1``: an everyday explanation or how-to (``topics.json``: the request and the key terms a good
+  answer mentions), or a two-step arithmetic word problem with its answer and the intermediate
+  result of its working; 0–2 instructions.
+- ``v2``: explanations as in v1, one-step calculations (``calculation``: their answer and
+  operands) and short factual questions (``fact``: ``facts.json``, the accepted answers); 1–2
+  instructions on every prompt. The kinds and their difficulty were calibrated on SmolLM2-135M so
+  that every dimension has responses that differ (``benchmarks/verifiable_calibration.py``).
+
+Instructions come from the IFEval checkers that lm-eval ships and that run offline (those needing
+nltk's downloadable sentence tokenizer are left out). Each prompt carries a :class:`Verification`:
+everything its verifiers need, stored in the listwise record so that generations can be scored
+later (``evaluate --generate``).
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ from typing import Callable
 import numpy as np
 
 EXPLANATION = "explanation"
-ARITHMETIC = "arithmetic"
-KINDS = (EXPLANATION, ARITHMETIC)
+ARITHMETIC = "arithmetic"  # v1: a two-step word problem
+CALCULATION = "calculation"  # v2: one step, its operands named in the prompt
+FACT = "fact"  # v2: a question with a short accepted answer
+KINDS = (EXPLANATION, ARITHMETIC, CALCULATION, FACT)
+RECIPES = ("v1", "v2")
 
 # Arguments are drawn so that a 135M model can follow each instruction within ~100 words.
 _GENERIC_KEYWORDS = ("important", "example", "simple", "first", "because", "usually", "result", "easy")
@@ -74,7 +85,7 @@ class Instruction:
     kwargs: dict = field(default_factory=dict)
 
     def text(self) -> str:
-        from lambda_dpo.verifiable.verifiers import ifeval_checker
+        from lambda_dpo.verifiable.ifeval import ifeval_checker
 
         return ifeval_checker(self).build_description(**self.kwargs)
 
@@ -83,24 +94,33 @@ class Instruction:
 class Verification:
     """What a prompt's responses are checked against.
 
-    kind: ``explanation`` or ``arithmetic``.
-    key_points: explanation: terms a good answer mentions (matched as word prefixes);
-        arithmetic: the intermediate results of the working.
-    answer: the word problem's answer (None for explanations).
+    kind: one of :data:`KINDS`.
+    key_points: explanation and fact: terms a detailed answer mentions (matched as word prefixes);
+        arithmetic: the intermediate results of the working; calculation: its operands (which its
+        correctness rule skips; it has no detail score).
+    answer: the arithmetic or calculation answer (an integer); a fact's accepted answers (strings).
+    task: which template made a calculation (``multiply``, ``add``, …); None for the other kinds.
     """
 
     kind: str
     instructions: tuple[Instruction, ...] = ()
     key_points: tuple[str, ...] = ()
-    answer: int | None = None
+    answer: int | tuple[str, ...] | None = None
+    task: str | None = None
+
+    @property
+    def family(self) -> str:
+        """The kind, or for a calculation its task: what solve rates are reported by."""
+        return self.task or self.kind
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "kind": self.kind,
             "instructions": [{"id": i.id, "kwargs": i.kwargs} for i in self.instructions],
             "key_points": list(self.key_points),
-            "answer": self.answer,
+            "answer": list(self.answer) if isinstance(self.answer, tuple) else self.answer,
         }
+        return data | ({"task": self.task} if self.task else {})
 
     @classmethod
     def from_json(cls, data: dict, *, where: str = "verification") -> "Verification":
@@ -117,12 +137,19 @@ class Verification:
                 raise ValueError(f"{where}.instructions[{index}]: unknown instruction {item!r}; known: {known}")
             instructions.append(Instruction(item["id"], dict(item.get("kwargs") or {})))
         answer = data.get("answer")
-        if kind == ARITHMETIC and not isinstance(answer, int):
-            raise ValueError(f"{where}.answer: an arithmetic prompt needs an integer answer, got {answer!r}")
+        if kind in (ARITHMETIC, CALCULATION) and (not isinstance(answer, int) or isinstance(answer, bool)):
+            raise ValueError(f"{where}.answer: {'an' if kind == ARITHMETIC else 'a'} {kind} prompt needs an integer answer, got {answer!r}")
+        if kind == FACT:
+            if not isinstance(answer, list) or not answer or not all(isinstance(item, str) and item.strip() for item in answer):
+                raise ValueError(f"{where}.answer: a fact needs a list of accepted answers (non-empty strings), got {answer!r}")
+            answer = tuple(answer)
         key_points = data.get("key_points") or []
         if not all(isinstance(point, str) and point for point in key_points):
             raise ValueError(f"{where}.key_points: must be non-empty strings, got {key_points!r}")
-        return cls(kind, tuple(instructions), tuple(key_points), answer)
+        task = data.get("task")
+        if task is not None and not isinstance(task, str):
+            raise ValueError(f"{where}.task: must be a string, got {task!r}")
+        return cls(kind, tuple(instructions), tuple(key_points), answer, task)
 
 
 @dataclass(frozen=True)
@@ -134,6 +161,11 @@ class VerifiablePrompt:
 def load_topics() -> list[dict]:
     """The shipped everyday requests with their key terms."""
     return json.loads(resources.files("lambda_dpo.verifiable").joinpath("topics.json").read_text())
+
+
+def load_facts() -> list[dict]:
+    """The shipped short factual questions with their accepted answers."""
+    return json.loads(resources.files("lambda_dpo.verifiable").joinpath("facts.json").read_text())
 
 
 _NAMES = ("Ana", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ivy", "Jonas", "Kira", "Liam", "Maya", "Noah", "Omar", "Priya")
@@ -171,6 +203,22 @@ def _word_problem(rng: np.random.Generator) -> tuple[str, int, int]:
     return f"{name} has {x} stickers, gets {total - x} more, and shares them equally among {a} friends. How many stickers does each friend get?", total, b
 
 
+# Calibrated on SmolLM2-135M (benchmarks/verifiable_calibration.py, 32 prompts × 4 samples each):
+# rated right in 33% (multiply, 2–9) and 27% (add, 1–9) of samples. Word problems of the same
+# sums (20%), subtractions (6%) and two-digit sums (2%) were too hard to teach correctness on.
+CALCULATION_TASKS = ("multiply", "add")
+
+
+def _calculation(rng: np.random.Generator) -> tuple[str, str, tuple[int, int], int]:
+    """``(task, question, operands, answer)`` of a one-step calculation of :data:`CALCULATION_TASKS`."""
+    task = str(rng.choice(CALCULATION_TASKS))
+    if task == "multiply":
+        a, b = int(rng.integers(2, 10)), int(rng.integers(2, 10))
+        return task, f"What is {a} times {b}?", (a, b), a * b
+    a, b = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+    return task, f"What is {a} + {b}?", (a, b), a + b
+
+
 def sample_instructions(rng: np.random.Generator, count: int) -> tuple[Instruction, ...]:
     """``count`` distinct instructions, no two in conflict, with sampled arguments."""
     chosen: list[str] = []
@@ -199,16 +247,44 @@ def prompt_at(index: int, *, seed: int, topics: list[dict], arithmetic_share: fl
     return VerifiablePrompt(" ".join([question, *(instruction.text() for instruction in instructions)]), verification)
 
 
-def build_prompts(num_prompts: int, *, seed: int = 0) -> list[VerifiablePrompt]:
-    """The first ``num_prompts`` distinct candidate prompts of ``seed`` (a repeat would put the
-    same prompt in both the training and the held-out split)."""
+# Recipe v2's mix: the share of each kind, and of 1 and 2 instructions (every prompt has one, so
+# instruction following can be learned on all of them).
+V2_KINDS = {EXPLANATION: 0.3, CALCULATION: 0.35, FACT: 0.35}
+V2_INSTRUCTION_COUNTS = (0.0, 0.7, 0.3)
+
+
+def prompt_at_v2(index: int, *, seed: int, topics: list[dict], facts: list[dict]) -> VerifiablePrompt:
+    """Candidate prompt ``index`` of recipe v2: it depends only on (seed, index)."""
+    rng = np.random.default_rng([seed, index, 2])
+    instructions = sample_instructions(rng, int(rng.choice(len(V2_INSTRUCTION_COUNTS), p=V2_INSTRUCTION_COUNTS)))
+    kind = str(rng.choice(list(V2_KINDS), p=list(V2_KINDS.values())))
+    if kind == CALCULATION:
+        task, question, operands, answer = _calculation(rng)
+        verification = Verification(CALCULATION, instructions, tuple(str(n) for n in operands), answer, task)
+    elif kind == FACT:
+        fact = facts[int(rng.integers(len(facts)))]
+        question = fact["question"]
+        verification = Verification(FACT, instructions, tuple(fact["key_terms"]), tuple(fact["answers"]))
+    else:
+        topic = topics[int(rng.integers(len(topics)))]
+        question = topic["request"]
+        verification = Verification(EXPLANATION, instructions, tuple(topic["key_terms"]))
+    return VerifiablePrompt(" ".join([question, *(instruction.text() for instruction in instructions)]), verification)
+
+
+def build_prompts(num_prompts: int, *, seed: int = 0, recipe: str = "v1") -> list[VerifiablePrompt]:
+    """The first ``num_prompts`` distinct candidate prompts of ``seed`` under ``recipe`` (a repeat
+    would put the same prompt in both the training and the held-out split)."""
     if num_prompts <= 0:
         raise ValueError(f"num_prompts must be positive, got {num_prompts}")
-    topics = load_topics()
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    topics, facts = load_topics(), load_facts()
+    candidate_at = (lambda i: prompt_at(i, seed=seed, topics=topics)) if recipe == "v1" else (lambda i: prompt_at_v2(i, seed=seed, topics=topics, facts=facts))
     prompts: dict[str, VerifiablePrompt] = {}
     index = 0
     while len(prompts) < num_prompts:
-        candidate = prompt_at(index, seed=seed, topics=topics)
+        candidate = candidate_at(index)
         prompts.setdefault(candidate.prompt, candidate)
         index += 1
         if index > 20 * num_prompts:

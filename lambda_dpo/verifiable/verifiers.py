@@ -4,11 +4,14 @@ Dimensions (documented with their reasons in docs/verifiable.md):
 
 - ``instruction_following``: share of the prompt's IFEval instructions followed (strict check on
   the raw response); None when the prompt has none.
-- ``correctness``: word problems only: 1 when the last number in the response is the answer,
-  0.5 when the answer appears earlier, else 0.
+- ``correctness``: v1's word problems: 1 when the last number in the response is the answer,
+  0.5 when the answer appears earlier, else 0; a calculation: 1 when the first number that is
+  not an operand is the answer, 0.5 when the answer appears elsewhere, else 0; a fact: 1 when an
+  accepted answer is named (a word prefix, or a whole number), else 0.
 - ``conciseness``: 1 up to 20 words, falling linearly to 0 at 100 words.
 - ``detail``: share of the request's key points covered: an explanation's key terms (as word
-  prefixes, so "scatter" counts "scattering"), a word problem's intermediate result.
+  prefixes, so "scatter" counts "scattering") or a fact's related terms, a word problem's
+  intermediate result; None for a calculation (a one-step answer has no working to cover).
 
 An empty response (no word at all) scores 0 in every dimension that applies. The rating on the
 1–5 scale of the data is ``1 + round(4 · score)``.
@@ -16,14 +19,11 @@ An empty response (no word at all) scores 0 in every dimension that applies. The
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import io
-import logging
 import re
 from typing import Mapping, Sequence
 
-from lambda_dpo.verifiable.prompts import ARITHMETIC, Instruction, Verification
+from lambda_dpo.verifiable.ifeval import ifeval_checker
+from lambda_dpo.verifiable.prompts import ARITHMETIC, CALCULATION, FACT, Instruction, Verification
 
 VERIFIABLE_DIMENSIONS = ("instruction_following", "correctness", "conciseness", "detail")
 CONCISE_WORDS = 20  # at or under: fully concise
@@ -31,40 +31,6 @@ VERBOSE_WORDS = 100  # at or over: not concise at all
 
 _WORD = re.compile(r"\w+")
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
-
-
-@functools.cache
-def _registry():
-    """lm-eval's IFEval registry, imported without its attempt to download nltk data.
-
-    Its module downloads nltk's punkt tables on import when they are missing; this machine (and any
-    offline cluster) cannot, and none of the checkers used here needs them.
-    """
-    import langdetect
-    import nltk
-
-    langdetect.DetectorFactory.seed = 0  # langdetect is random unless seeded; ratings must be reproducible
-    download = nltk.download
-    nltk.download = lambda *args, **kwargs: False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            from lm_eval.tasks.ifeval import instructions_registry
-    finally:
-        nltk.download = download
-    # A checker logs an error for every text whose language it cannot detect (and counts it as
-    # followed, which is IFEval's rule); that is not our user's error to read.
-    logging.getLogger("lm_eval.tasks.ifeval.instructions").setLevel(logging.CRITICAL)
-    return instructions_registry.INSTRUCTION_DICT
-
-
-def ifeval_checker(instruction: Instruction):
-    """The IFEval checker of ``instruction``, built with its arguments (ready to check)."""
-    registry = _registry()
-    if instruction.id not in registry:
-        raise ValueError(f"unknown IFEval instruction {instruction.id!r}")
-    checker = registry[instruction.id](instruction.id)
-    checker.build_description(**instruction.kwargs)
-    return checker
 
 
 def count_words(text: str) -> int:
@@ -90,10 +56,38 @@ def instruction_following(response: str, instructions: Sequence[Instruction]) ->
 
 
 def correctness(response: str, answer: int) -> float:
+    """A two-step word problem's (v1): the last number written is taken as the answer."""
     numbers = numbers_in(response)
     if numbers and numbers[-1] == answer:
         return 1.0
     return 0.5 if answer in numbers else 0.0
+
+
+def calculation_correctness(response: str, verification: Verification) -> float:
+    """The first number written that is not an operand is taken as the answer: "6 times 3 is 18"
+    is right, as is "18"; restating the question first is not an answer."""
+    operands = {float(point) for point in verification.key_points}
+    numbers = numbers_in(response)
+    stated = [number for number in numbers if number not in operands]
+    if stated and stated[0] == verification.answer:
+        return 1.0
+    return 0.5 if verification.answer in numbers else 0.0
+
+
+def names_answer(response: str, answers: Sequence[str]) -> bool:
+    """Whether ``response`` names one of a fact's accepted answers: a word prefix ("butterfl"
+    counts "butterflies"), or a number as a whole word ("8" does not count "80")."""
+    return any(re.search(r"\b" + re.escape(answer) + (r"\b" if answer[-1].isdigit() else ""), response, flags=re.IGNORECASE) for answer in answers)
+
+
+def correctness_of(response: str, verification: Verification) -> float | None:
+    if verification.kind == ARITHMETIC:
+        return correctness(response, verification.answer)
+    if verification.kind == CALCULATION:
+        return calculation_correctness(response, verification)
+    if verification.kind == FACT:
+        return float(names_answer(response, verification.answer))
+    return None
 
 
 def conciseness(response: str) -> float:
@@ -103,7 +97,7 @@ def conciseness(response: str) -> float:
 
 def detail(response: str, verification: Verification) -> float | None:
     points = verification.key_points
-    if not points:
+    if not points or verification.kind == CALCULATION:
         return None
     if verification.kind == ARITHMETIC:
         numbers = set(numbers_in(response))
@@ -115,7 +109,7 @@ def score_response(response: str, verification: Verification) -> dict[str, float
     """Every dimension's score of ``response`` (None where the dimension does not apply)."""
     scores = {
         "instruction_following": instruction_following(response, verification.instructions),
-        "correctness": correctness(response, verification.answer) if verification.kind == ARITHMETIC else None,
+        "correctness": correctness_of(response, verification),
         "conciseness": conciseness(response),
         "detail": detail(response, verification),
     }

@@ -34,3 +34,16 @@ def test_rating_correlations_are_spearman_over_the_responses_rated_in_both():
     rho = rating_correlations(examples, ["x", "y", "z"])
     assert rho[0, 1] == pytest.approx(-1.0) and rho[0, 0] == pytest.approx(1.0)
     assert rho[0, 2] == pytest.approx(1.0)  # over the 4 responses rated in z only
+
+
+def test_ratings_differ_counts_the_prompts_with_two_rated_responses_whose_ratings_differ():
+    import numpy as np
+
+    from lambda_dpo.data.commands import ratings_differ
+    from lambda_dpo.data.records import ListwiseExample
+
+    def example(index, row):
+        return ListwiseExample(index, f"r{index}", "p", ("a", "b", "c"), np.array([row]))
+
+    examples = [example(0, [1.0, 5.0, np.nan]), example(1, [3.0, 3.0, 3.0]), example(2, [2.0, np.nan, np.nan]), example(3, [np.nan, 4.0, 1.0])]
+    assert ratings_differ(examples, 0) == 2  # one rated response cannot differ; equal ratings do not

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lambda_dpo.verifiable.prompts import ARITHMETIC, EXPLANATION, Instruction, Verification
+from lambda_dpo.verifiable.prompts import ARITHMETIC, CALCULATION, EXPLANATION, FACT, Instruction, Verification
 from lambda_dpo.verifiable.verifiers import conciseness, count_words, mixed_score, numbers_in, rating, score_response
 
 SKY = Verification(EXPLANATION, (Instruction("change_case:english_lowercase"), Instruction("punctuation:no_comma")), ("sunlight", "scatter", "wavelength", "atmosphere"))
@@ -43,3 +43,19 @@ def test_the_mixed_score_renormalises_lambda_over_the_dimensions_that_apply():
     weights = {"instruction_following": 0.25, "correctness": 0.25, "conciseness": 0.25, "detail": 0.25}
     assert mixed_score(scores, weights) == pytest.approx(0.5)
     assert mixed_score(scores, {"correctness": 1.0}) is None
+
+
+def test_a_calculation_is_right_on_the_first_number_that_is_not_an_operand_and_has_no_detail():
+    times = Verification(CALCULATION, (Instruction("punctuation:no_comma"),), ("6", "3"), 18, "multiply")
+    assert score_response("6 times 3 is 18.", times)["correctness"] == 1.0  # restating the operands is not an answer
+    assert score_response("18", times)["correctness"] == 1.0
+    assert score_response("It is 21. Or maybe 18.", times)["correctness"] == 0.5
+    assert score_response("It is 63.", times) == {"instruction_following": 1.0, "correctness": 0.0, "conciseness": 1.0, "detail": None}
+
+
+def test_a_fact_is_right_when_an_accepted_answer_is_named_and_detailed_by_its_related_terms():
+    legs = Verification(FACT, (), ("insect", "body"), ("6", "six"))
+    assert score_response("An insect has six legs on its body.", legs) == {"instruction_following": None, "correctness": 1.0, "conciseness": 1.0, "detail": 1.0}
+    assert score_response("Insects have 6 legs.", legs)["correctness"] == 1.0
+    assert score_response("About 16 of them.", legs)["correctness"] == 0.0  # a number counts as a whole word only
+    assert score_response("Butterflies!", Verification(FACT, (), (), ("butterfl",)))["correctness"] == 1.0  # a word prefix
