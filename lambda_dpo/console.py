@@ -28,10 +28,22 @@ def make_console(file: IO[str] | None = None) -> Console:
     return console
 
 
+class StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record comes, not to the stream of the first
+    call: a process that redirects stderr later (a test's capture, an embedding program) still
+    gets its warnings."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
 def show_warnings() -> None:
     """Print the library's warnings as one unwrapped ``warning: …`` line each, on stderr."""
     if not any(getattr(handler, "lambda_dpo", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         handler.lambda_dpo = True
         logger.addHandler(handler)

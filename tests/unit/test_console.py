@@ -24,3 +24,19 @@ def test_output_to_file_takes_both_file_descriptors_and_leaves_a_stream_on_the_t
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(log)], capture_output=True, text=True, check=True)
     assert done.stdout == "for people\nafter\n" and done.stderr == ""
     assert sorted(log.read_text().splitlines()) == ["fd 1 from C", "fd 2 from C", "python stderr", "python stdout"]
+
+
+def test_warnings_go_to_the_stderr_of_the_moment_not_the_one_of_the_first_call(monkeypatch):
+    """The handler used to keep the first sys.stderr it saw: after a redirection, warnings vanished."""
+    import io
+    import sys
+
+    from lambda_dpo.console import logger, show_warnings
+
+    first, later = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    show_warnings()
+    monkeypatch.setattr(sys, "stderr", later)
+    show_warnings()
+    logger.warning("checkpoint step-4 is damaged")
+    assert later.getvalue() == "warning: checkpoint step-4 is damaged\n" and first.getvalue() == ""
