@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
 import shutil
 from pathlib import Path
 
@@ -323,6 +324,38 @@ def command_generate(args) -> int:
     return 0
 
 
+SWEEP_EXPORT_GROUP = "lambda_dpo.sweep_checkpoints"  # entry point (search/) naming a sweep's best trial's checkpoint
+
+
+def export_source(path: Path) -> tuple[Path, str | None]:
+    """``(checkpoint, what was chosen)``: a checkpoint as given, or a sweep directory's best trial's."""
+    from importlib.metadata import entry_points
+
+    if not (path / "sweep.yaml").is_file():
+        return path, None
+    (best,) = [entry.load() for entry in entry_points(group=SWEEP_EXPORT_GROUP, name="best")]
+    return best(path)
+
+
+def command_export(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lambda_dpo.export import check_export, export_checkpoint
+
+    hf_logging.disable_progress_bar()
+    console = make_console()
+    checkpoint, chosen = export_source(Path(args.source))
+    if chosen:
+        console.print(f"exporting {chosen}: {checkpoint}", highlight=False)
+    form = "merged" if args.merged else "adapter" if args.adapter else None
+    _, _, form = check_export(checkpoint, args.out, form, force=args.force)  # refused before the model loads
+    flags = [f"--{name}" for name in ("merged", "adapter", "force") if getattr(args, name)]
+    with console.status(f"exporting {checkpoint} ({form})"):
+        out = export_checkpoint(checkpoint, args.out, form=form, force=args.force, command=shlex.join(["lambda-dpo", "export", args.source, args.out, *flags]))
+    console.print(f"{form} model written to {out} (model card: {out / 'README.md'})", highlight=False)
+    return 0
+
+
 def command_model_fetch(args) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -493,3 +526,12 @@ def add_train_parsers(subparsers) -> None:
     generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(handler=command_generate)
+
+    export = subparsers.add_parser("export", help="write a checkpoint (or a sweep's best trial's) as a plain transformers model or a PEFT adapter, with a model card")
+    export.add_argument("source", help="a checkpoint directory (RUN_DIR/checkpoints/step-N), or a sweep directory: its best trial's final checkpoint")
+    export.add_argument("out", help="the directory to write (refused if it exists, unless --force)")
+    forms = export.add_mutually_exclusive_group()
+    forms.add_argument("--merged", action="store_true", help="the base with the LoRA adapter merged in (the default for a LoRA run)")
+    forms.add_argument("--adapter", action="store_true", help="the PEFT adapter alone, its base named as the run named it")
+    export.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    export.set_defaults(handler=command_export)

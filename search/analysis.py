@@ -101,6 +101,22 @@ def load_sweep(directory: str | Path = EXAMPLE) -> SweepResults:
     return SweepResults(directory, config, table)
 
 
+def best_checkpoint(directory: str | Path) -> tuple[Path, str]:
+    """``(checkpoint, description)`` of the sweep's best own trial (by its objective): its final
+    checkpoint, for ``lambda-dpo export SWEEP_DIR``."""
+    from lambda_dpo.checkpoints import latest_checkpoint
+
+    sweep = load_sweep(directory)
+    best = sweep.best(ran_here=True)
+    if best is None:
+        raise ValueError(f"{directory}: no trial of this sweep finished with an objective, so there is no best trial to export")
+    checkpoint = latest_checkpoint(sweep.directory / "runs" / str(best["trial_id"]))
+    if checkpoint is None:
+        raise FileNotFoundError(f"{directory}: the best trial {best['trial_id']} has no intact checkpoint under runs/{best['trial_id']}/checkpoints")
+    weights = ", ".join(f"{d} {best[f'lambda/{d}']:.3f}" for d in sweep.dimensions)
+    return checkpoint, f"trial {best['trial_id']}, the best by {sweep.config.objective} ({float(best[OBJECTIVE]):.4f}), λ = ({weights})"
+
+
 def at_temperature(scheduler: PolynomialScheduler, temperature: float) -> PolynomialScheduler:
     """The same fit and candidates with another τ (the candidates are drawn from the same seed)."""
     return clone(scheduler).set_params(temperature=temperature).fit(scheduler.observed_lambdas_, scheduler.observed_scores_)

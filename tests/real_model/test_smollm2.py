@@ -125,6 +125,23 @@ def test_evaluate_generate_reports_every_verifiable_metric(short_run, capsys):
     assert {f"verifiable/{d}" for d in VERIFIABLE_DIMENSIONS} <= set(metrics) and 0 <= metrics["verifiable/mixed"] <= 1
 
 
+def test_an_export_of_the_real_model_loads_in_plain_transformers_and_peft_and_answers_alike(short_run, tmp_path):
+    from lambda_dpo.cli import main
+    from lambda_dpo.generate import Generator
+    from lambda_dpo.pretrained import model_dir
+    from tests.exported import NEW_TOKENS, PROMPT, plain_answer
+
+    _, result, _ = short_run
+    checkpoint = latest_checkpoint(result.run_dir)
+    expected = Generator(checkpoint)(PROMPT, max_new_tokens=NEW_TOKENS)
+    assert main(["export", str(checkpoint), str(tmp_path / "merged")]) == 0
+    assert plain_answer(tmp_path / "merged") == expected
+    assert main(["export", str(checkpoint), str(tmp_path / "adapter"), "--adapter"]) == 0
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    assert 'license: "apache-2.0"' in card and "lambda-dpo model fetch smollm2-135m-instruct" in card
+    assert plain_answer(tmp_path / "adapter", "adapter", base=model_dir("smollm2-135m-instruct")) == expected
+
+
 def test_packed_and_padded_layouts_score_the_real_model_alike(smollm2):
     """Shared-prefix packing on SmolLM2 (GQA 9/3 heads, its own chat template): the same response
     log-probs (fp32, rtol 1e-5), loss and LoRA gradients as the padded layout, on shipped examples."""
