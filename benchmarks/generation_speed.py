@@ -7,12 +7,14 @@
   cache, a preallocated cache, the adapter merged into a copy.
 
 Both decode greedily to ``eval.max_new_tokens`` on the config's held-out prompts (or a checkpoint's),
+with the config's base model or a checkpoint's policy,
 on the config's ``threads``. It prints each path's wall time, generated tokens and tokens/s, the
 speed-up, and how many responses are token-for-token identical (the first that differs, if any).
 ``--json PATH`` also writes those figures.
 
     python benchmarks/generation_speed.py                                    # the base model on the real-model config's held-out prompts
-    python benchmarks/generation_speed.py --checkpoint runs/smollm2-verifiable/checkpoints/step-30
+    python benchmarks/generation_speed.py --checkpoint runs/smollm2-verifiable/checkpoints/step-30   # its own held-out prompts
+    python benchmarks/generation_speed.py --checkpoint CKPT --config configs/train/smollm2-135m-verifiable.yaml   # a trained adapter on v1's 120
     python benchmarks/generation_speed.py --config configs/train/tiny.yaml --limit 16 --max-new-tokens 16   # seconds, the tiny model
 """
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 OLD_BATCH_SIZE = 8  # the final evaluation's eval.batch_size before the new path
+DEFAULT_CONFIG = "configs/train/smollm2-135m-verifiable.yaml"  # the first real-model config: its 120 held-out prompts
 
 
 def old_generations(model, tokenizer, texts, *, max_new_tokens):
@@ -48,23 +51,24 @@ def timed(function):
 
 
 def prompts_and_model(config_path: str | None, checkpoint: str | None, overrides: list[str]):
-    """``(config, tokenizer, model, texts)``: the held-out prompts as the final evaluation renders them."""
-    from lambda_dpo.checkpoint_eval import checkpoint_setup, load_checkpoint_policy
+    """``(config, tokenizer, model, texts)``: the held-out prompts as the final evaluation renders
+    them. The model is the checkpoint's policy, else the config's base model; the prompts are the
+    config's held-out split, else (a checkpoint alone) the checkpoint's own."""
+    from lambda_dpo.checkpoint_eval import load_checkpoint_policy, open_checkpoint
     from lambda_dpo.modeling import load_base_model, load_tokenizer
     from lambda_dpo.run_setup import load_datasets, prompt_renderer, use_threads
     from lambda_dpo.train_config import load_train_config
 
     if checkpoint is not None:
-        setup, _ = checkpoint_setup(Path(checkpoint))
-        config, tokenizer = setup.config, setup.tokenizer
-        _, _, model = load_checkpoint_policy(checkpoint)
-        examples = setup.examples["eval"]
+        _, own, _ = open_checkpoint(Path(checkpoint))
+        config = load_train_config(config_path, overrides) if config_path else own
+        _, tokenizer, model = load_checkpoint_policy(checkpoint)
     else:
-        config = load_train_config(config_path, overrides)
-        use_threads(config)
-        _, examples = load_datasets(config)
+        config = load_train_config(config_path or DEFAULT_CONFIG, overrides)
         tokenizer = load_tokenizer(config.model)
         model = load_base_model(config.model, vocab_size=len(tokenizer)).eval()
+    use_threads(config)
+    _, examples = load_datasets(config)
     render = prompt_renderer(config, tokenizer, config.eval.mixed_lambda(len(config.data.dimensions)))
     return config, tokenizer, model, [render(example) for example in examples]
 
@@ -77,8 +81,8 @@ def compare(old, new) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/train/smollm2-135m-verifiable.yaml")
-    parser.add_argument("--checkpoint", help="a trained checkpoint (its own config and held-out split); default: the config's base model")
+    parser.add_argument("--config", help=f"whose held-out prompts (default: {DEFAULT_CONFIG}, or with --checkpoint alone the checkpoint's own)")
+    parser.add_argument("--checkpoint", help="a trained checkpoint to decode with (default: the config's base model)")
     parser.add_argument("--limit", type=int, help="the first N held-out prompts only")
     parser.add_argument("--max-new-tokens", type=int, help="default: the config's eval.max_new_tokens")
     parser.add_argument("--json", help="also write the figures to this file")
