@@ -20,7 +20,7 @@ from lambda_dpo.pretrained import resolve_model_source, source_file
 from lambda_dpo.checkpoints import latest_checkpoint
 from lambda_dpo.train import train
 from lambda_dpo.train_config import TrainConfig
-from lambda_dpo.verifiable.build import SHIPPED_SET, SHIPPED_SETTINGS, batches_of, load_model, sample_batch
+from lambda_dpo.verifiable.build import SHIPPED_SET, SHIPPED_SET_V2, SHIPPED_SETTINGS, SHIPPED_SETTINGS_V2, batches_of, load_model, sample_batch
 from lambda_dpo.verifiable.prompts import build_prompts
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
 
@@ -66,21 +66,21 @@ def test_prompts_go_through_the_models_chat_template_and_the_preamble_joins_its_
     assert text.startswith(f"<|im_start|>system\n{default}\n\n{lambda_preamble(weights, VERIFIABLE_DIMENSIONS)}<|im_end|>\n<|im_start|>user\nHi.")
 
 
-def test_the_shipped_set_rebuilds_exactly_from_its_command(smollm2):
+@pytest.mark.parametrize(("shipped_set", "settings", "batch"), [(SHIPPED_SET, SHIPPED_SETTINGS, 5), (SHIPPED_SET_V2, SHIPPED_SETTINGS_V2, 3)], ids=["v1", "v2"])
+def test_the_shipped_set_rebuilds_exactly_from_its_command(smollm2, shipped_set, settings, batch):
     tokenizer, model = smollm2
-    shipped = [json.loads(line) for line in SHIPPED_SET.read_text().splitlines()]
-    assert len(shipped) == SHIPPED_SETTINGS.num_prompts
-    prompts = build_prompts(SHIPPED_SETTINGS.num_prompts, seed=SHIPPED_SETTINGS.seed)
+    shipped = [json.loads(line) for line in shipped_set.read_text().splitlines()]
+    assert len(shipped) == settings.num_prompts
+    prompts = build_prompts(settings.num_prompts, seed=settings.seed, recipe=settings.recipe)
     assert [p.prompt for p in prompts] == [record["prompt"] for record in shipped]
-    batch = 5
-    chunk = batches_of(SHIPPED_SETTINGS, prompts)[batch]
+    chunk = batches_of(settings, prompts)[batch]
     threads = torch.get_num_threads()
-    torch.set_num_threads(SHIPPED_SETTINGS.threads)  # the sampled tokens depend on the float rounding, which depends on it
+    torch.set_num_threads(settings.threads)  # the sampled tokens depend on the float rounding, which depends on it
     try:
-        rebuilt = sample_batch(SHIPPED_SETTINGS, batch, chunk, tokenizer, model)
+        rebuilt = sample_batch(settings, batch, chunk, tokenizer, model)
     finally:
         torch.set_num_threads(threads)
-    first = batch * SHIPPED_SETTINGS.prompts_per_batch
+    first = batch * settings.prompts_per_batch
     assert rebuilt["responses"] == [record["responses"] for record in shipped[first : first + len(chunk)]]
 
 
