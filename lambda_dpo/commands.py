@@ -324,23 +324,24 @@ def command_generate(args) -> int:
     return 0
 
 
-SWEEP_EXPORT_GROUP = "lambda_dpo.sweep_checkpoints"  # entry point (search/) naming a sweep's best trial's checkpoint
+SWEEP_EXPORT_GROUP = "lambda_dpo.sweep_checkpoints"  # entry points (search/): a sweep directory's best trial's checkpoint, else None
 
 
 def export_source(path: Path) -> tuple[Path, str | None]:
-    """``(checkpoint, what was chosen)``: a checkpoint as given, or a sweep directory's best trial's."""
+    """``(checkpoint, what was chosen)``: a sweep directory's best trial's, or ``path`` as given."""
     from importlib.metadata import entry_points
 
-    if not (path / "sweep.yaml").is_file():
-        return path, None
-    (best,) = [entry.load() for entry in entry_points(group=SWEEP_EXPORT_GROUP, name="best")]
-    return best(path)
+    for entry in entry_points(group=SWEEP_EXPORT_GROUP):
+        found = entry.load()(path)
+        if found is not None:
+            return found
+    return path, None
 
 
 def command_export(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from lambda_dpo.export import check_export, export_checkpoint
+    from lambda_dpo.export import check_export, write_export
 
     hf_logging.disable_progress_bar()
     console = make_console()
@@ -348,10 +349,10 @@ def command_export(args) -> int:
     if chosen:
         console.print(f"exporting {chosen}: {checkpoint}", highlight=False)
     form = "merged" if args.merged else "adapter" if args.adapter else None
-    _, _, form = check_export(checkpoint, args.out, form, force=args.force)  # refused before the model loads
+    checkpoint, config, form = check_export(checkpoint, args.out, form, force=args.force)  # refused before the model loads
     flags = [f"--{name}" for name in ("merged", "adapter", "force") if getattr(args, name)]
     with console.status(f"exporting {checkpoint} ({form})"):
-        out = export_checkpoint(checkpoint, args.out, form=form, force=args.force, command=shlex.join(["lambda-dpo", "export", args.source, args.out, *flags]))
+        out = write_export(checkpoint, config, form, Path(args.out), shlex.join(["lambda-dpo", "export", args.source, args.out, *flags]))
     console.print(f"{form} model written to {out} (model card: {out / 'README.md'})", highlight=False)
     return 0
 

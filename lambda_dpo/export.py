@@ -23,6 +23,7 @@ from pathlib import Path
 from lambda_dpo import checkpoints
 from lambda_dpo.checkpoint_eval import load_checkpoint_config, load_checkpoint_policy
 from lambda_dpo.conditioning import conditioned_prompt
+from lambda_dpo.reference import saved_reference
 from lambda_dpo.train_config import TrainConfig
 
 FORMS = ("merged", "adapter", "full")
@@ -62,7 +63,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, form: str | No
     """Write ``checkpoint`` to ``out`` as ``form`` (default :func:`default_form`) with a model card
     that quotes ``command`` (default: this call in Python); returns ``out``."""
     checkpoint, config, form = check_export(checkpoint, out, form, force=force)
-    out = Path(out)
+    command = command or f"lambda_dpo.export.export_checkpoint({str(checkpoint)!r}, {str(out)!r}, form={form!r})"
+    return write_export(checkpoint, config, form, Path(out), command)
+
+
+def write_export(checkpoint: Path, config: TrainConfig, form: str, out: Path, command: str) -> Path:
+    """The export of a checkpoint :func:`check_export` passed (its config and form)."""
     _, tokenizer, policy = load_checkpoint_policy(checkpoint)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -75,7 +81,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, form: str | No
         if not (staging / "generation_config.json").exists():
             model.generation_config.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    (staging / CARD).write_text(model_card(checkpoint, config, form, tokenizer, command or f"lambda_dpo.export.export_checkpoint({str(checkpoint)!r}, {str(out)!r}, form={form!r})"))
+    (staging / CARD).write_text(model_card(checkpoint, config, form, tokenizer, command))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -92,8 +98,8 @@ def name_base(adapter_config: Path, base: str) -> None:
 def adapter_base(checkpoint: Path, config: TrainConfig) -> str:
     """Where the adapter's base is: the run's own reference weights when it saved them (a random
     init, an SFT warm start), else the model the run named."""
-    saved = checkpoint.parent.parent / "reference"
-    return str(saved.resolve()) if (saved / "config.json").is_file() else config.model.name_or_path
+    saved = saved_reference(checkpoint.parent.parent)
+    return str(saved.resolve()) if saved is not None else config.model.name_or_path
 
 
 def run_metrics(checkpoint: Path) -> dict[str, float]:

@@ -17,25 +17,34 @@ from lambda_dpo.train_config import TrainConfig
 from lambda_dpo.warm_start import sft_warm_start
 
 
+REFERENCE_DIR = "reference"  # in a run directory: the reference weights, when they are not model.name_or_path unchanged
+
+
+def saved_reference(run_dir: Path) -> Path | None:
+    """The run's own saved reference weights (a random init, an SFT warm start), or None when its
+    reference is ``model.name_or_path`` as loaded."""
+    saved = Path(run_dir) / REFERENCE_DIR
+    return saved if (saved / "config.json").exists() else None
+
+
 def build_reference_weights(setup: RunSetup):
     """The base model the preference stage starts from, saved under ``run_dir/reference`` when
     it differs from ``model.name_or_path`` (random init, SFT warm start). Reused on resume."""
-    config, saved = setup.config, setup.run_dir / "reference"
-    if (saved / "config.json").exists():
+    config, saved = setup.config, saved_reference(setup.run_dir)
+    if saved is not None:
         return load_base_model(config.model, weights=saved)
     seed_everything(config.seed)
     base = load_base_model(config.model, vocab_size=len(setup.tokenizer))
     if config.sft.steps:
         base = sft_warm_start(base, setup)
     if config.model.uses_random_init() or config.sft.steps:
-        base.save_pretrained(saved, safe_serialization=True)
+        base.save_pretrained(setup.run_dir / REFERENCE_DIR, safe_serialization=True)
     return base
 
 
 def load_run_base(config: TrainConfig, run_dir: Path):
     """The run's reference weights: ``run_dir/reference`` when saved, else ``model.name_or_path``."""
-    saved = run_dir / "reference"
-    return load_base_model(config.model, weights=saved if (saved / "config.json").exists() else None)
+    return load_base_model(config.model, weights=saved_reference(run_dir))
 
 
 def fill_reference_cache(setup: RunSetup, split: str, base, *, name: str | None = None) -> ReferenceCache:

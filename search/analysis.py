@@ -101,11 +101,13 @@ def load_sweep(directory: str | Path = EXAMPLE) -> SweepResults:
     return SweepResults(directory, config, table)
 
 
-def best_checkpoint(directory: str | Path) -> tuple[Path, str]:
+def best_checkpoint(directory: str | Path) -> tuple[Path, str] | None:
     """``(checkpoint, description)`` of the sweep's best own trial (by its objective): its final
-    checkpoint, for ``lambda-dpo export SWEEP_DIR``."""
+    checkpoint, for ``lambda-dpo export SWEEP_DIR``; None when ``directory`` is not a sweep's."""
     from lambda_dpo.checkpoints import latest_checkpoint
 
+    if not (Path(directory) / CONFIG_FILE).is_file():
+        return None
     sweep = load_sweep(directory)
     best = sweep.best(ran_here=True)
     if best is None:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lambda_dpo.verifiable.prompts import RECIPES, VerifiablePrompt, build_prompts
+from lambda_dpo.verifiable.prompts import RECIPES, Verification, VerifiablePrompt, build_prompts
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS, rating, score_response
 
 
@@ -173,8 +173,6 @@ def build_verifiable(settings: BuildSettings, out: Path, *, on_batch: Callable[[
 def solve_rates(records: Sequence[dict]) -> dict[str, tuple[int, int, float]]:
     """By prompt family (a calculation's task, or the kind), the prompts with a correctness rating,
     the responses among them, and the share of those rated right (score 1, rating 5)."""
-    from lambda_dpo.verifiable.prompts import Verification
-
     found: dict[str, list[int]] = {}
     for number, record in enumerate(records):
         family = Verification.from_json(record["verification"], where=f"record {number}: verification").family
