@@ -66,7 +66,8 @@ from lambda_dpo.modeling import (
     to_device,
 )
 from lambda_dpo.tiny import train_tokenizer
-from lambda_dpo.run_setup import autocast_context, example_texts, seed_everything
+from lambda_dpo.precision import autocast_context, resolve_autocast
+from lambda_dpo.run_setup import example_texts, seed_everything
 
 
 PADDED, PACKED, CONDITIONED, NAIVE = "ours, padded", "ours, packed", "ours, λ-conditioned", "naive (paper)"
@@ -112,7 +113,7 @@ def build(args):
     if len(examples) < needed:
         raise SystemExit(f"{source} has {len(examples)} examples; {needed} are needed ({args.steps} + {args.warmup} steps of {args.batch_size})")
     if args.model:
-        config = ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype)
+        config = ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype, autocast=args.autocast)
         tokenizer = load_tokenizer(config)
         model = load_base_model(config)
     else:
@@ -120,7 +121,7 @@ def build(args):
         if CONDITIONED in args.variants:  # as `conditioning: prompt` trains it, for every variant of the run alike
             texts += preamble_corpus(args.dimensions, seed=0)
         tokenizer = train_tokenizer(texts, vocab_size=512)
-        config = ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype)
+        config = ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype, autocast=args.autocast)
         model = load_base_model(config, vocab_size=None if args.keep_vocab else len(tokenizer))
     if args.lora_r:
         model = add_lora(model, LoraConfig(enabled=True, r=args.lora_r, alpha=2 * args.lora_r))
@@ -159,7 +160,7 @@ def run_ours(args, conditioned: bool = False, packed: bool = False) -> dict:
             lambdas = torch.as_tensor(weights, dtype=torch.float32, device=device)
         batch = to_device(collator(chunk), device)
         reference = cache.lookup(batch["example_keys"], batch["response_mask"].shape[1], "mean").to(device)
-        with autocast_context(device):
+        with autocast_context(device, resolve_autocast(args.autocast, device)):
             logps = response_logps(model, batch)
         output = lambda_dpo_loss(logps.mean, reference, batch["targets"], lambdas, beta=0.1, response_mask=batch["response_mask"], target_mask=batch["target_mask"])
         output.loss.backward()
@@ -196,7 +197,7 @@ def run_naive(args) -> dict:
                 labels = encoded_texts["input_ids"].masked_fill(encoded_texts["attention_mask"] == 0, IGNORE_INDEX)
                 labels[:, :prompt_length] = IGNORE_INDEX
                 for ids, row_labels in zip(encoded_texts["input_ids"].to(device), labels.to(device)):
-                    with autocast_context(device):
+                    with autocast_context(device, resolve_autocast(args.autocast, device)):
                         policy_rows.append(sequence_logp(model, ids, row_labels))
                         with torch.no_grad():
                             reference_rows.append(sequence_logp(reference_model, ids, row_labels))
@@ -328,7 +329,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, help="default 320 (ultrafeedback profile: 1024)")
     parser.add_argument("--max-tokens-per-row", type=int, default=1024, help="ours, packed: tokens per packed row")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dtype", default="auto", help="model.dtype: the weights")
+    parser.add_argument("--autocast", default="auto", help="model.autocast: the forward's matmuls")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per step (4 responses each)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)

@@ -22,6 +22,7 @@ from typing import List, Optional
 import torch
 
 from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_settings, setting
+from lambda_dpo.precision import resolve_autocast
 from lambda_dpo.tasks import TASKS_DIR
 
 PREFIX = "lm_eval/"
@@ -147,8 +148,9 @@ def with_mean(per_task: dict[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def run_benchmarks(model, tokenizer, config: BenchmarkConfig, *, manager=None, log_samples: bool = False) -> dict:
-    """Evaluate ``model`` (any causal LM, a PEFT model included) on ``config.tasks``.
+def run_benchmarks(model, tokenizer, config: BenchmarkConfig, *, manager=None, log_samples: bool = False, autocast: str = "auto") -> dict:
+    """Evaluate ``model`` (any causal LM, a PEFT model included) on ``config.tasks``; ``autocast``:
+    the run's ``model.autocast``.
 
     Returns ``{"metrics": {lm_eval/<task>: value, ..., lm_eval/mean: value}, "results":
     lm-eval's per-task results, "samples": per-document records (with ``log_samples``)}``.
@@ -167,7 +169,7 @@ def run_benchmarks(model, tokenizer, config: BenchmarkConfig, *, manager=None, l
     model.eval()
     wrapped = HFLM(
         pretrained=model, tokenizer=tokenizer, batch_size=config.batch_size, max_length=config.max_length,
-        mixed_precision_dtype=torch.bfloat16 if device.type == "cuda" else None,
+        mixed_precision_dtype=resolve_autocast(autocast, device),
     )
     per_task: dict[str, float] = {}
     results: dict[str, dict] = {}

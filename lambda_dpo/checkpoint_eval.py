@@ -27,7 +27,7 @@ from lambda_dpo.modeling import (
 from lambda_dpo.policy import load_policy
 from lambda_dpo.reference import fill_reference_cache, load_run_base
 from lambda_dpo.reporting import track
-from lambda_dpo.run_setup import NullReporter, RunSetup, autocast_dtype, load_datasets, prepare_run, prompt_renderer, rekey, use_threads
+from lambda_dpo.run_setup import NullReporter, RunSetup, load_datasets, prepare_run, prompt_renderer, rekey, use_threads
 from lambda_dpo.train_config import TrainConfig
 
 GENERATIONS = "generations.jsonl"  # per-prompt greedy responses and scores of the final evaluation (eval.generate)
@@ -37,7 +37,7 @@ def held_out_metrics(model, setup: RunSetup, cache: ReferenceCache, weights: np.
     """Every ranking metric of ``model`` on the held-out split at the evaluation λ ``weights``."""
     return evaluate_policy(
         model, setup.encoded["eval"], setup.collator, cache, loss=setup.config.loss, eval_lambda=weights, dimensions=setup.dimensions,
-        batch_size=setup.config.eval.batch_size, device=setup.device, autocast_dtype=autocast_dtype(setup.device), conditioner=setup.conditioners["eval"],
+        batch_size=setup.config.eval.batch_size, device=setup.device, autocast_dtype=setup.autocast_dtype, conditioner=setup.conditioners["eval"],
     )
 
 
@@ -79,7 +79,7 @@ def final_evaluation(setup: RunSetup, model, eval_cache: ReferenceCache, benchma
         final |= on_rank_zero(lambda: final_generation_metrics(setup, model, eval_lambda))
     if benchmark_tasks is not None:
         benchmarks = benchmarks_for_policy(config)
-        final |= on_rank_zero(lambda: run_benchmarks(model, setup.tokenizer, benchmarks, manager=benchmark_tasks)["metrics"])
+        final |= on_rank_zero(lambda: run_benchmarks(model, setup.tokenizer, benchmarks, manager=benchmark_tasks, autocast=config.model.autocast)["metrics"])
     return final
 
 

@@ -282,7 +282,7 @@ def command_benchmark(args) -> int:
     _, tokenizer, model = load_checkpoint_policy(checkpoint, reference=args.reference)
     if not args.reference:  # the reference never saw a λ preamble
         config = benchmarks_for_policy(run_config, config)
-    outcome = run_benchmarks(model, tokenizer, config, manager=manager)
+    outcome = run_benchmarks(model, tokenizer, config, manager=manager, autocast=run_config.model.autocast)
     which = "the reference model of " if args.reference else ""
     console.print(benchmark_table(outcome["metrics"], title=f"lm-eval benchmarks of {which}{checkpoint}"))
     out = Path(args.out) if args.out else checkpoint / ("benchmarks-reference.json" if args.reference else "benchmarks.json")

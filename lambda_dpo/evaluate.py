@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -18,6 +17,7 @@ from lambda_dpo.lambdas import validate_lambda
 from lambda_dpo.metrics import peak_memory_mb, ranking_metrics
 from lambda_dpo.modeling import ReferenceCache, ResponseLogps, response_logps, to_device
 from lambda_dpo.objective import LossConfig, compute_objective
+from lambda_dpo.precision import autocast_context
 from lambda_dpo.preferences import ratings_to_targets
 
 
@@ -75,7 +75,7 @@ def evaluate_policy(
     examples = longest_first(examples)  # metrics are per prompt: the order only changes the padding
     slots = max(len(example.response_ids) for example in examples)
     columns: dict[str, list[Tensor]] = {name: [] for name in ("sum", "mean", "tokens", "reference", "ratings", "response_mask")}
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    autocast = autocast_context(device, autocast_dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()

@@ -24,10 +24,10 @@ from lambda_dpo.console import logger
 from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
 from lambda_dpo.data.packing import padded_layout
+from lambda_dpo.precision import AUTOCAST_DTYPES, DTYPES, check_precision, resolve_autocast, resolve_dtype
 from lambda_dpo.tree_attention import TreePlan, install_tree_attention
 from lambda_dpo.pretrained import resolve_model_source
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REDUCTIONS = ("mean", "sum")
 
 
@@ -56,7 +56,8 @@ class ModelConfig:
     random_init: Optional[bool] = setting(None, help="random weights from name_or_path's config.json: null = only when it holds no weights; true = even when it has weights (not loaded); false = its weights must be loaded")
     tokenizer: Optional[str] = setting(None, path=True, help='hub id or directory; None = name_or_path\'s own; "train" = BPE trained on the data (random init only)')
     tokenizer_vocab_size: int = setting(512, within=AT_LEAST_ONE, help='for tokenizer: train')
-    dtype: str = setting("auto", help='auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16', choices=("auto", *DTYPES))
+    dtype: str = setting("auto", help='weights: auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16 (not for training)', choices=("auto", *DTYPES))
+    autocast: str = setting("auto", help='matmuls inside the forward: auto (bfloat16 on GPU, none on CPU) | bfloat16 | none', choices=("auto", "none", *AUTOCAST_DTYPES))
     device: str = setting("auto", help='auto | cpu | cuda | cuda:N')
     gradient_checkpointing: bool = setting(False, help='recompute activations in the backward pass (less memory, more time)')
     trust_remote_code: bool = setting(False, help='models whose code lives on the hub (Qwen-1.8B-Chat); only for sources you trust')
@@ -108,12 +109,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return DTYPES[name]
-
-
 def load_tokenizer(config: ModelConfig, *, training_texts: Iterable[str] = (), saved: Path | None = None):
     """The tokenizer named by the config; ``saved`` (a run's tokenizer directory) wins when it exists.
 
@@ -154,6 +149,7 @@ def load_base_model(config: ModelConfig, *, weights: str | Path | None = None, v
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
+    check_precision(dtype, resolve_autocast(config.autocast, device), device)
     source = resolve_model_source(config.name_or_path)
     if weights is None and config.uses_random_init():
         architecture = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code)
@@ -359,6 +355,35 @@ def response_logps(model, batch: dict[str, Tensor]) -> ResponseLogps:
     counts = torch.zeros(layout.num_responses, dtype=torch.long, device=device).index_add(0, layout.owners, torch.ones_like(layout.owners))
     sums, counts = sums.view(shape), counts.view(shape)
     return ResponseLogps(sum=sums, mean=sums / counts.clamp(min=1), tokens=counts)
+
+
+@torch.no_grad()
+def bf16_logp_tolerance(model, batch: dict[str, Tensor]) -> float:
+    """How far a bf16 forward may move the batch's mean response log-probs from fp32 (rms over
+    responses), derived from this model's own numbers (docs/training.md, "Precision").
+
+    ``model`` runs in fp32. The last rounding of a bf16 forward is measured exactly: the LM head's
+    input and weights rounded to bf16 (:data:`~lambda_dpo.precision.BF16_UNIT_ROUNDOFF` each),
+    giving the rms change δ of the mean log-probs. A bf16 forward rounds the residual stream once
+    more per attention and per MLP block, 2L + 1 roundings in all; independent roundings add in
+    quadrature, so the whole forward's error is about δ·√(2L + 1). The tolerance is twice that.
+    """
+    if not _plain_head(model):
+        raise ValueError("bf16_logp_tolerance needs a model whose logits are its LM head on its decoder's states")
+    layout = padded_layout(batch)
+    hidden = model.get_decoder()(input_ids=layout.input_ids, attention_mask=layout.attention_mask, position_ids=layout.position_ids, use_cache=False).last_hidden_state
+    states, head = hidden[layout.rows, layout.positions].float(), model.get_output_embeddings().weight.float()
+
+    def mean_logps(states, head):
+        token_logps = _token_logps(states @ head.T, layout.targets)
+        sums = torch.zeros(layout.num_responses, device=states.device).index_add(0, layout.owners, token_logps)
+        counts = torch.zeros(layout.num_responses, device=states.device).index_add(0, layout.owners, torch.ones_like(token_logps))
+        return sums[counts > 0] / counts[counts > 0]
+
+    rounded = lambda tensor: tensor.bfloat16().float()  # noqa: E731
+    last_rounding = (mean_logps(rounded(states), rounded(head)) - mean_logps(states, head)).pow(2).mean().sqrt()
+    roundings = 2 * model.config.get_text_config().num_hidden_layers + 1
+    return 2 * float(last_rounding) * roundings**0.5
 
 
 def fingerprint(*parts: object) -> str:

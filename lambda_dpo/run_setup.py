@@ -3,7 +3,6 @@ the prompt conditioners, and the batches the loop and the warm start draw (docs/
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from lambda_dpo.modeling import (
     check_vocabulary,
     load_tokenizer,
 )
+from lambda_dpo.precision import autocast_context, resolve_autocast
 from lambda_dpo.preferences import MIN_RATED_RESPONSES
 from lambda_dpo.reporting import Reporter
 from lambda_dpo.train_config import TrainConfig
@@ -125,16 +125,6 @@ def use_threads(config: TrainConfig) -> None:
         torch.set_num_threads(config.threads)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    return torch.bfloat16 if device.type == "cuda" else None
-
-
-def autocast_context(device: torch.device):
-    """bf16 autocast on a GPU; nothing on CPU (weights keep their dtype either way)."""
-    dtype = autocast_dtype(device)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
 @dataclass
 class RunSetup:
     """What a run prepares before its first step (data, tokenizer, λ sampler, prompt conditioning),
@@ -157,8 +147,12 @@ class RunSetup:
         return list(self.config.data.dimensions)
 
     @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return resolve_autocast(self.config.model.autocast, self.device)
+
+    @property
     def autocast(self):
-        return autocast_context(self.device)
+        return autocast_context(self.device, self.autocast_dtype)
 
     def eval_lambda(self, weights: Sequence[float] | None = None) -> np.ndarray:
         """The evaluation λ: ``weights`` checked, or the run's ``eval.weights`` (the centroid)."""

@@ -18,6 +18,7 @@ from lambda_dpo.modeling import (
     ModelConfig,
 )
 from lambda_dpo.objective import LossConfig
+from lambda_dpo.precision import check_trainable
 
 ON_NONFINITE = ("raise", "skip")
 
@@ -84,6 +85,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        check_trainable(self.model.dtype)
         # λ given by the user are checked against the data's dimensions before anything runs.
         build_sampler(self.lambdas, self.data.dimensions)
         self.eval.mixed_lambda(len(self.data.dimensions))

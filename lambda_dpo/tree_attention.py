@@ -125,12 +125,14 @@ def tree_attention(module, query: Tensor, key: Tensor, value: Tensor, attention_
         key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
     flat_query, flat_key, flat_value = (states.transpose(1, 2).reshape(batch * length, heads, dim) for states in (query, key, value))
     dropout = dropout if module.training else 0.0
-    out = query.new_zeros(batch * length, heads, dim)
+    out = None
     for bucket in tree_plan.buckets:
         attended = F.scaled_dot_product_attention(
             _gathered(flat_query, bucket.query_index), _gathered(flat_key, bucket.key_index), _gathered(flat_value, bucket.key_index),
             attn_mask=bucket.mask, dropout_p=dropout, scale=scaling,
         )
+        if out is None:  # in SDPA's output dtype: under autocast that is the autocast dtype, not the fp32 query's
+            out = attended.new_zeros(batch * length, heads, dim)
         out = out.index_put((bucket.query_index[bucket.query_valid],), attended.permute(0, 2, 1, 3)[bucket.query_valid])
     return out.view(batch, length, heads, dim), None
 

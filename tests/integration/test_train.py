@@ -467,3 +467,29 @@ def test_a_conditioned_warm_start_learns_both_prompt_forms(tmp_path, monkeypatch
     monkeypatch.setattr(training, "training_batch", recording_batch)
     train(small_config(tmp_path / "run", "conditioning=prompt", "sft.steps=2", "optim.max_steps=1"))
     assert forms[:5] == ["conditioned", "plain", "conditioned", "plain", "conditioned"]  # 2 SFT steps, then λ-DPO
+
+
+def test_twenty_bf16_steps_give_the_held_out_metrics_of_fp32(tmp_path):
+    """bf16 weights and bf16 autocast, as `auto` runs the tiny default on a GPU, against fp32.
+    Tolerances: the held-out loss within 5% of what the 20 fp32 steps moved it from log 4 (policy =
+    reference: the uniform listwise loss over 4 responses); top-1 accuracy within two standard
+    errors of an accuracy on this many prompts (rounding may flip near-ties, no more than sampling
+    would); the chosen responses' mean log-prob within two bf16 roundings of itself."""
+    from safetensors.torch import load_file
+
+    from lambda_dpo.precision import BF16_UNIT_ROUNDOFF
+
+    common = ["data.source=synthetic:800", "optim.max_steps=20", "sft.steps=0", "eval.every=0", "save_every=0"]
+    fp32 = train(load_config(TrainConfig, TINY, [*common, "model.dtype=float32", "model.autocast=none", f"output_dir={tmp_path / 'fp32'}"]))
+    bf16 = train(load_config(TrainConfig, TINY, [*common, "model.dtype=bfloat16", "model.autocast=bfloat16", f"output_dir={tmp_path / 'bf16'}"]))
+    weights = load_file(bf16.checkpoint / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.bfloat16}
+
+    moved = math.log(4) - fp32.metrics["loss"]
+    assert moved > 0.03
+    assert abs(bf16.metrics["loss"] - fp32.metrics["loss"]) <= 0.05 * moved
+    held_out = len(load_datasets(load_config(TrainConfig, TINY, common))[1])
+    accuracy = fp32.metrics["top1_accuracy/mixed"]
+    assert abs(bf16.metrics["top1_accuracy/mixed"] - accuracy) <= 2 * math.sqrt(accuracy * (1 - accuracy) / held_out)
+    chosen = fp32.metrics["logps/chosen"]  # a mean log-prob per token: a bf16 result rounds it twice at most
+    assert abs(bf16.metrics["logps/chosen"] - chosen) <= 2 * BF16_UNIT_ROUNDOFF * abs(chosen)

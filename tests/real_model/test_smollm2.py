@@ -23,6 +23,7 @@ from lambda_dpo.train_config import TrainConfig
 from lambda_dpo.verifiable.build import SHIPPED_SET, SHIPPED_SET_V2, SHIPPED_SETTINGS, SHIPPED_SETTINGS_V2, batches_of, load_model, sample_batch
 from lambda_dpo.verifiable.prompts import build_prompts
 from lambda_dpo.verifiable.verifiers import VERIFIABLE_DIMENSIONS
+from tests.bf16_layouts import PRECISIONS, assert_layouts_agree_in_bf16
 
 pytestmark = pytest.mark.real_model
 
@@ -178,3 +179,14 @@ def test_packed_and_padded_layouts_score_the_real_model_alike(smollm2):
     assert len(grads_packed) == len(grads_padded) > 0
     for packed_grad, padded_grad in zip(grads_packed, grads_padded):
         torch.testing.assert_close(packed_grad, padded_grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_packed_and_padded_agree_on_the_real_model_in_bf16_within_the_derived_tolerance(smollm2, precision):
+    from lambda_dpo.data.collate import ListwiseCollator
+
+    tokenizer, model = smollm2
+    examples, _ = load_examples(str(SHIPPED_SET_V2), dimensions=VERIFIABLE_DIMENSIONS, limit=8)
+    batch = ListwiseCollator(tokenizer.pad_token_id)(encode_examples(examples, tokenizer, max_prompt_length=128, max_length=320))
+    tolerance = assert_layouts_agree_in_bf16(model, batch, tokenizer.pad_token_id, precision, max_tokens_per_row=1024)
+    assert tolerance < 0.1  # mean log-prob per token: well under the differences between responses

@@ -11,6 +11,7 @@ from lambda_dpo.data.collate import ListwiseCollator
 from lambda_dpo.data.encoding import EncodedExample
 from lambda_dpo.data.packing import PADDING, LayoutSettings, attends, padded_layout, shared_prefix_layout
 from lambda_dpo.modeling import ResponseScorer, add_lora, LoraConfig, response_logps
+from tests.bf16_layouts import PRECISIONS, assert_layouts_agree_in_bf16
 
 
 def encoded(key, prompt_length, response_lengths, *, start=5):
@@ -185,3 +186,13 @@ def test_tree_attention_equals_attention_under_the_dense_tree_mask(key_heads):
     torch.testing.assert_close(ours[real], dense[real], rtol=1e-5, atol=1e-6)
     (ours[real].sum() + dense[real].pow(2).sum() * 0).backward()
     assert torch.isfinite(query.grad).all() and torch.isfinite(key.grad).all()
+
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_packed_and_padded_agree_in_bf16_within_the_derived_tolerance(tiny_model, tiny_tokenizer, precision):
+    """bf16 autocast over fp32 weights is what a GPU runs for a `model.dtype: float32` config: the
+    packed path once failed there (its attention's output buffer took the fp32 query's dtype, while
+    SDPA's output was bf16)."""
+    tolerance = assert_layouts_agree_in_bf16(tiny_model, varied_batch(tiny_tokenizer), tiny_tokenizer.pad_token_id, precision)
+    assert 0 < tolerance < 0.01  # random weights: small logits, small rounding errors
