@@ -99,9 +99,9 @@ def ultrafeedback_shaped(count: int, dimensions, *, seed: int = 0):
     return examples
 
 
-def build(args):
-    """Examples, tokenizer and model: a pretrained ``--model`` with its own tokenizer, or the
-    ``--model-config`` architecture with random weights and a tokenizer trained on the data."""
+def build_data(args):
+    """Examples and tokenizer: a pretrained ``--model``'s own tokenizer, or one trained on the data
+    for the ``--model-config`` architecture."""
     torch.set_num_threads(args.threads)
     seed_everything(0)
     needed = args.batch_size * (args.steps + args.warmup)
@@ -113,18 +113,33 @@ def build(args):
     if len(examples) < needed:
         raise SystemExit(f"{source} has {len(examples)} examples; {needed} are needed ({args.steps} + {args.warmup} steps of {args.batch_size})")
     if args.model:
-        config = ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype, autocast=args.autocast)
-        tokenizer = load_tokenizer(config)
-        model = load_base_model(config)
-    else:
-        texts = list(example_texts(examples))
-        if CONDITIONED in args.variants:  # as `conditioning: prompt` trains it, for every variant of the run alike
-            texts += preamble_corpus(args.dimensions, seed=0)
-        tokenizer = train_tokenizer(texts, vocab_size=512)
-        config = ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype, autocast=args.autocast)
-        model = load_base_model(config, vocab_size=None if args.keep_vocab else len(tokenizer))
+        return examples, load_tokenizer(model_config(args))
+    texts = list(example_texts(examples))
+    if CONDITIONED in args.variants:  # as `conditioning: prompt` trains it, for every variant of the run alike
+        texts += preamble_corpus(args.dimensions, seed=0)
+    return examples, train_tokenizer(texts, vocab_size=512)
+
+
+def model_config(args) -> ModelConfig:
+    if args.model:
+        return ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype, autocast=args.autocast)
+    return ModelConfig(name_or_path=args.model_config, random_init=True, device=args.device, dtype=args.dtype, autocast=args.autocast)
+
+
+def build_model(args, tokenizer, config: ModelConfig | None = None):
+    """The model under test (``config``: instead of ``args``' own, e.g. another dtype), LoRA when ``--lora-r``."""
+    config = config or model_config(args)
+    seed_everything(0)  # random weights alike in every process and every call
+    model = load_base_model(config, vocab_size=None if args.model or args.keep_vocab else len(tokenizer))
     if args.lora_r:
         model = add_lora(model, LoraConfig(enabled=True, r=args.lora_r, alpha=2 * args.lora_r))
+    return model
+
+
+def build(args):
+    """Examples, tokenizer and the model, in training mode."""
+    examples, tokenizer = build_data(args)
+    model = build_model(args, tokenizer)
     model.train()
     return examples, tokenizer, model
 
@@ -303,6 +318,15 @@ def run_trl_precomputed(args) -> dict:
 VARIANTS = {PADDED: run_ours, PACKED: run_packed, CONDITIONED: run_conditioned, TRL: run_trl, TRL_PRECOMPUTED: run_trl_precomputed, NAIVE: run_naive}
 
 
+def run_variant(name: str, args, *, isolated: bool = True) -> dict:
+    """One variant's figures; ``isolated``: in a spawned process of its own, so that its peak memory
+    (and its CUDA context) are its own."""
+    if not isolated:
+        return VARIANTS[name](args)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(VARIANTS[name], args).result()
+
+
 def timed(step, batches, args, device) -> dict:
     for chunk in batches[: args.warmup]:
         step(chunk)
@@ -349,11 +373,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    results = {}
-    context = multiprocessing.get_context("spawn")
-    for name in args.variants:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            results[name] = pool.submit(VARIANTS[name], args).result()
+    results = {name: run_variant(name, args) for name in args.variants}
     lora = f"LoRA r{args.lora_r}" if args.lora_r else "full fine-tune"
     model = f"{args.model} (pretrained)" if args.model else f"{args.model_config} (random weights)"
     data = "UltraFeedback-shaped lengths" if args.profile == "ultrafeedback" else (args.data or "synthetic data")

@@ -9,6 +9,7 @@ first update.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import warnings
@@ -23,8 +24,8 @@ from torch.utils.checkpoint import checkpoint
 from lambda_dpo.console import logger
 from lambda_dpo.config import AT_LEAST_ONE, Interval, check_settings, setting
 from lambda_dpo.data.collate import IGNORE_INDEX
-from lambda_dpo.data.packing import padded_layout
-from lambda_dpo.precision import AUTOCAST_DTYPES, DTYPES, check_precision, resolve_autocast, resolve_dtype
+from lambda_dpo.data.packing import LayoutSettings, padded_layout
+from lambda_dpo.precision import AUTOCAST_DTYPES, DTYPES, autocast_context, check_precision, resolve_autocast, resolve_dtype
 from lambda_dpo.tree_attention import TreePlan, install_tree_attention
 from lambda_dpo.pretrained import resolve_model_source
 
@@ -384,6 +385,36 @@ def bf16_logp_tolerance(model, batch: dict[str, Tensor]) -> float:
     last_rounding = (mean_logps(rounded(states), rounded(head)) - mean_logps(states, head)).pow(2).mean().sqrt()
     roundings = 2 * model.config.get_text_config().num_hidden_layers + 1
     return 2 * float(last_rounding) * roundings**0.5
+
+
+BF16_PRECISIONS = ("bf16 weights", "bf16 autocast")
+
+
+def bf16_agreement(model, batch: dict[str, Tensor], pad_token_id: int, precision: str, *, max_tokens_per_row: int = 1024) -> dict[str, float]:
+    """How far the padded and the packed layouts in bf16 stray from fp32, next to the tolerance.
+
+    ``model`` is in fp32; ``precision`` is ``"bf16 weights"`` (a bf16 copy of the model) or
+    ``"bf16 autocast"`` (the fp32 weights under bf16 autocast). Returns the rms over responses of
+    each layout's mean log-probs minus fp32's (``padded``, ``packed``), the rms and the max of
+    packed minus padded (``gap``, ``gap_max``) and :func:`bf16_logp_tolerance` (``tolerance``).
+    The agreement rule is documented in docs/training.md ("Precision"): each layout within the
+    tolerance of fp32, the gap within √2 of it and no single response past twice it."""
+    if precision not in BF16_PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(BF16_PRECISIONS)}")
+    device = next(model.parameters()).device
+    batch = to_device(batch, device)
+    packed = {**batch, "layout": LayoutSettings("shared_prefix", max_tokens_per_row, pad_token_id)}
+    mask = batch["response_mask"]
+    tolerance = bf16_logp_tolerance(model, batch)
+    in_precision = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16 weights" else model
+    with torch.no_grad():
+        exact = response_logps(model, batch).mean[mask]
+        with autocast_context(device, torch.bfloat16 if precision == "bf16 autocast" else None):
+            rounded = {name: response_logps(in_precision, layout).mean[mask] for name, layout in (("padded", batch), ("packed", packed))}
+    rms = lambda values: float(values.float().pow(2).mean().sqrt())  # noqa: E731
+    gap = rounded["packed"] - rounded["padded"]
+    return {"padded": rms(rounded["padded"] - exact), "packed": rms(rounded["packed"] - exact), "gap": rms(gap), "gap_max": float(gap.abs().max()),
+            "tolerance": tolerance, "dtype": str(rounded["packed"].dtype).removeprefix("torch.")}
 
 
 def fingerprint(*parts: object) -> str:
