@@ -96,7 +96,7 @@ def summarise(results) -> tuple[list[str], dict]:
     scheduler, left_out = results.fit(), results.leave_one_out()
     error, yardstick = leave_one_out_error(left_out["objective"], left_out["predicted"])
     candidate = scheduler.best_candidate()
-    lines += [f"- the scheduler refitted on all {len(scheduler.observed_scores_)} rows ({scheduler.basis} degree {scheduler.degree}, {scheduler.regression}): "
+    lines += [f"- the scheduler refitted on all {len(scheduler.observed_scores_)} rows ({scheduler.basis} degree {scheduler.degree_}, {scheduler.regression}): "
               f"predicted best λ = ({', '.join(f'{w:.3f}' for w in candidate)}), predicted {float(scheduler.predict(candidate)[0]):.4f}",
               f"- its leave-one-out RMSE {error:.4f}, against {yardstick:.4f} for predicting each row by the mean of the others "
               f"(objective spread: std {float(np.std(scheduler.observed_scores_)):.4f})", "",

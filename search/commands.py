@@ -44,15 +44,26 @@ def add_settings_flags(parser) -> None:
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, choices=choices, default=None, help=help_text)
 
 
+def model_choice_line(scheduler: PolynomialScheduler) -> str:
+    """How the fitted model was chosen, in words."""
+    choice = scheduler.model_choice_
+    if choice["by"] != "loo":
+        return f"degree {scheduler.degree_}, alpha {scheduler.alpha_:g}: {choice['by']}"
+    return (f"chosen by leave-one-out among degrees 2–4 × alphas 0.001–1: degree {scheduler.degree_}, alpha {scheduler.alpha_:g}, "
+            f"LOO RMSE {choice['loo_rmse']:.4f} (the settings' degree {scheduler.degree}, alpha {scheduler.alpha:g}: {choice['loo_rmse_of_settings']:.4f})")
+
+
 def render_summary(scheduler: PolynomialScheduler, *, top: int = 10, console=None) -> None:
     console = console or make_console()
     candidates, probabilities = scheduler.distribution()
     observed = scheduler.observed_scores_
     best_observed = int(np.argmax(observed))
     console.print(
-        f"[bold]{scheduler.basis}[/] basis, degree {scheduler.degree}, {scheduler.n_features_} features, "
-        f"{scheduler.regression} regression, τ = {scheduler.temperature:g} ({scheduler.temperature_scale})"
+        f"[bold]{scheduler.basis}[/] basis, degree {scheduler.degree_}, {scheduler.n_features_} features, "
+        f"{scheduler.regression} regression{f' (alpha {scheduler.alpha_:g})' if scheduler.regression == 'ridge' else ''}, "
+        f"τ = {scheduler.temperature:g} ({scheduler.temperature_scale})"
     )
+    console.print(f"model: {model_choice_line(scheduler)}")
     console.print(
         f"{len(observed)} observations; best observed {observed[best_observed]:.4f} at "
         f"λ = {np.round(scheduler.observed_lambdas_[best_observed], 3).tolist()}"

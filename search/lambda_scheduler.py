@@ -21,13 +21,17 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import BayesianRidge, Ridge
 from sklearn.preprocessing import PolynomialFeatures
 
-from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_settings, setting
+from lambda_dpo.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, check_settings, setting
 from lambda_dpo.lambdas import SCHEDULE_FORMAT, SCHEDULE_VERSION, parse_schedule, validate_lambdas
 
 BASES = ("monomial", "scheffe")
 REGRESSIONS = ("lstsq", "ridge", "bayesian")
 CANDIDATE_KINDS = ("dirichlet", "grid")
 TEMPERATURE_SCALES = ("raw", "std")
+MODEL_CHOICES = ("fixed", "loo")
+# The ridge models `model_choice: loo` chooses among, by leave-one-out error (docs/lambda-scheduler.md).
+CHOICE_DEGREES = (2, 3, 4)
+CHOICE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)
 
 
 def basis_powers(num_dimensions: int, degree: int, basis: str) -> np.ndarray:
@@ -108,6 +112,21 @@ def leave_one_out_error(scores, predicted) -> tuple[float, float]:
     return rmse(predicted), rmse(others_mean)
 
 
+def ridge_leave_one_out_errors(features: np.ndarray, scores: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    """``[n]`` leave-one-out errors of the scheduler's ridge fit (centred scores, no intercept, sample
+    ``weights``) on ``features`` ``[n, F]``, all n folds in one batched solve: fold i solves
+    ``(XᵀW₋ᵢX + αI) β = XᵀW₋ᵢ(y − ȳ₋ᵢ)``, the normal equations sklearn's ``Ridge`` solves, with the
+    weighted mean ȳ₋ᵢ of the other scores as its offset. :func:`leave_one_out` gives the same
+    errors through ``cross_val_predict``, n full fits at a time each."""
+    n, num_features = features.shape
+    kept = (1.0 - np.eye(n)) * weights[None, :]  # [fold, observation]
+    offsets = (kept @ scores) / kept.sum(axis=1)
+    gram = np.einsum("ij,jf,jg->ifg", kept, features, features) + alpha * np.eye(num_features)
+    moments = np.einsum("ij,jf,ij->if", kept, features, scores[None, :] - offsets[:, None])
+    coef = np.linalg.solve(gram, moments[..., None])[..., 0]
+    return scores - offsets - np.einsum("if,if->i", features, coef)
+
+
 def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:
     names = []
     for row in powers:
@@ -142,9 +161,13 @@ class LambdaSchedulerSettings:
     temperature: float = setting(3.0, within=NON_NEGATIVE, help="τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
     temperature_scale: str = setting("std", help="raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", choices=TEMPERATURE_SCALES)
     pending_radius: float = setting(0.2, within=NON_NEGATIVE, help="while trials run, p(λ) is scaled by 1 − exp(−½(d/r)²) for the distance d to each running λ, so a batch spreads out (0: off)")
+    model_choice: str = setting("fixed", help="fixed: degree and alpha as set; loo: at each fit, the ridge model of degree 2, 3 or 4 and alpha 0.001–1 with the lowest leave-one-out error", choices=MODEL_CHOICES)
+    model_choice_min_observations: int = setting(10, within=Interval(3, None), help="model_choice loo keeps degree and alpha below this many observations")
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.model_choice == "loo" and self.regression != "ridge":
+            raise ValueError(f"lambda_scheduler.model_choice loo chooses among ridge models; set regression=ridge (not {self.regression}) or model_choice=fixed")
 
     def build(self, dimensions=None, random_state=None, candidates=None) -> "PolynomialScheduler":
         """An unfitted scheduler with these settings (``candidates``: an ``[K, d]`` array to score instead)."""
@@ -188,6 +211,11 @@ class PolynomialScheduler(BaseEstimator):
         pending_radius: r of the local penalty :meth:`distribution` puts around λ still running
             (``pending``): a batch proposed before any of it reports spreads over the peak's
             neighbourhood instead of piling onto one point, yet stays where the fit is high.
+        model_choice: ``fixed`` (``degree`` and ``alpha`` as given) or ``loo``: at each fit with at
+            least ``model_choice_min_observations`` observations, the ridge model of
+            :data:`CHOICE_DEGREES` × :data:`CHOICE_ALPHAS` (in ``basis``) with the lowest
+            leave-one-out error; the fitted ``degree_``, ``alpha_`` and ``model_choice_`` say which.
+        model_choice_min_observations: below this, ``loo`` keeps ``degree`` and ``alpha``.
         dimensions: names of the λ components (default ``lambda_1..lambda_d``).
         random_state: seed or Generator for candidate draws and :meth:`sample`.
     """
@@ -209,6 +237,8 @@ class PolynomialScheduler(BaseEstimator):
         temperature: float = DEFAULTS.temperature,
         temperature_scale: str = DEFAULTS.temperature_scale,
         pending_radius: float = DEFAULTS.pending_radius,
+        model_choice: str = DEFAULTS.model_choice,
+        model_choice_min_observations: int = DEFAULTS.model_choice_min_observations,
         dimensions=None,
         random_state=None,
     ):
@@ -227,6 +257,8 @@ class PolynomialScheduler(BaseEstimator):
         self.temperature = temperature
         self.temperature_scale = temperature_scale
         self.pending_radius = pending_radius
+        self.model_choice = model_choice
+        self.model_choice_min_observations = model_choice_min_observations
         self.dimensions = dimensions
         self.random_state = random_state
 
@@ -282,11 +314,12 @@ class PolynomialScheduler(BaseEstimator):
             )
         self.rng_ = np.random.default_rng(self.random_state)
         self.dimensions_ = list(self.dimensions) if self.dimensions is not None else [f"lambda_{k + 1}" for k in range(d)]
-        self.powers_ = basis_powers(d, self.degree, self.basis)
         self.observed_lambdas_, self.observed_scores_ = lambdas, scores
         # Fitting centred scores keeps the level of the metric out of the penalty (ridge) and out
         # of the no-intercept Scheffé model; the mean is added back in predict.
         weights = self._observation_weights(lambdas, scores)
+        self.degree_, self.alpha_, self.model_choice_ = self._choose_model(lambdas, scores, weights)
+        self.powers_ = basis_powers(d, self.degree_, self.basis)
         self.offset_ = float(np.average(scores, weights=weights))
         features = polynomial_features(lambdas, self.powers_)
         self.coef_, self.coef_covariance_, self.noise_variance_ = self._regress(features, scores - self.offset_, weights)
@@ -300,6 +333,21 @@ class PolynomialScheduler(BaseEstimator):
         self.probabilities_ = softmax(self.temperature * self._scaled(self.candidate_scores_))
         return self
 
+    def _choose_model(self, lambdas: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[int, float, dict]:
+        """``(degree, alpha, record)``: the settings' own model, or under ``model_choice: loo`` the
+        one with the lowest leave-one-out RMSE (the settings' own first, so it wins a tie)."""
+        if self.model_choice == "fixed":
+            return self.degree, self.alpha, {"by": "fixed"}
+        if len(scores) < self.model_choice_min_observations:
+            return self.degree, self.alpha, {"by": f"fixed below {self.model_choice_min_observations} observations"}
+        options = [(self.degree, self.alpha), *((p, a) for p in CHOICE_DEGREES for a in CHOICE_ALPHAS if (p, a) != (self.degree, self.alpha))]
+        errors = {}
+        for degree, alpha in options:
+            features = polynomial_features(lambdas, basis_powers(lambdas.shape[1], degree, self.basis))
+            errors[degree, alpha] = float(np.sqrt(np.mean(ridge_leave_one_out_errors(features, scores, weights, alpha) ** 2)))
+        degree, alpha = min(errors, key=errors.get)
+        return degree, alpha, {"by": "loo", "loo_rmse": errors[degree, alpha], "loo_rmse_of_settings": errors[self.degree, self.alpha]}
+
     def _observation_weights(self, lambdas: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.local_bandwidth is None:
             return np.ones(len(scores))
@@ -307,12 +355,16 @@ class PolynomialScheduler(BaseEstimator):
         return np.exp(-0.5 * (distance / self.local_bandwidth) ** 2)
 
     def _regress(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray):
+        return self._regress_with(self.alpha_, features, targets, weights)
+
+    def _regress_with(self, alpha: float, features: np.ndarray, targets: np.ndarray, weights: np.ndarray):
+        """``(coefficients, their covariance or None, noise variance or None)`` of this regression."""
         if self.regression == "lstsq":
             root = np.sqrt(weights)[:, None]
             coef, *_ = np.linalg.lstsq(features * root, targets * root[:, 0], rcond=None)  # minimum-norm when rank-deficient
             return coef, None, None
         if self.regression == "ridge":
-            return Ridge(alpha=self.alpha, fit_intercept=False).fit(features, targets, sample_weight=weights).coef_, None, None
+            return Ridge(alpha=alpha, fit_intercept=False).fit(features, targets, sample_weight=weights).coef_, None, None
         model = BayesianRidge(fit_intercept=False).fit(features, targets, sample_weight=weights)
         return model.coef_, model.sigma_, 1.0 / model.alpha_
 
@@ -394,7 +446,9 @@ class PolynomialScheduler(BaseEstimator):
             "lambda_scheduler": params,
             "model": {
                 "basis": self.basis,
-                "degree": self.degree,
+                "degree": self.degree_,
+                "alpha": self.alpha_,
+                "choice": self.model_choice_,
                 "feature_names": feature_names(self.powers_, self.dimensions_),
                 "powers": self.powers_.tolist(),
                 "offset": self.offset_,
@@ -433,6 +487,9 @@ class PolynomialScheduler(BaseEstimator):
         scheduler.rng_ = np.random.default_rng(scheduler.random_state)
         scheduler.dimensions_ = list(schedule.dimensions)
         scheduler.powers_ = np.asarray(model["powers"], dtype=int)
+        # .get: schedules written before model_choice existed had the settings' own degree and alpha
+        scheduler.degree_, scheduler.alpha_ = int(model.get("degree", scheduler.degree)), float(model.get("alpha", scheduler.alpha))
+        scheduler.model_choice_ = dict(model.get("choice", {"by": "fixed"}))
         scheduler.offset_ = float(model["offset"])
         scheduler.coef_ = np.asarray(model["coefficients"], dtype=float)
         covariance = model.get("coefficient_covariance")

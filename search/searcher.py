@@ -297,6 +297,14 @@ class PolynomialLambdaSearcher(LambdaSearcher):
         self.design_kind = design
         super().__init__(dimensions, **kwargs)
         self.lambda_scheduler = lambda_scheduler if lambda_scheduler is not None else PolynomialScheduler()
+        self.model_choice: Optional[dict] = None  # the last fit's model (degree, alpha, how chosen), kept with the state
+
+    def get_state(self) -> dict:
+        return {**super().get_state(), "model_choice": self.model_choice}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.model_choice = state.get("model_choice")  # .get: states saved before model_choice existed
 
     def default_design(self, num_dimensions: int) -> np.ndarray:
         return starting_design(num_dimensions, self.design_kind)
@@ -321,7 +329,9 @@ class PolynomialLambdaSearcher(LambdaSearcher):
             return None
         sign = 1.0 if self.mode == "max" else -1.0
         params = dict(self.lambda_scheduler.get_params(), dimensions=self.dimensions, random_state=int(self.rng.integers(2**31)))
-        return PolynomialScheduler(**params).fit(lambdas, sign * scores)
+        fitted = PolynomialScheduler(**params).fit(lambdas, sign * scores)
+        self.model_choice = {"degree": fitted.degree_, "alpha": fitted.alpha_, **fitted.model_choice_}
+        return fitted
 
     def propose(self) -> np.ndarray:
         fitted = self.fit()

@@ -119,3 +119,18 @@ def test_schedule_fit_with_no_flags_reproduces_the_schedule_a_sweep_writes(tmp_p
     cli = json.loads(out.read_text())
     assert cli["lambda_scheduler"] == sweep["lambda_scheduler"]
     assert cli["model"]["coefficients"] == sweep["model"]["coefficients"] and cli["candidates"] == sweep["candidates"]
+
+
+def test_show_says_how_the_model_was_chosen(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    lambdas = rng.dirichlet(np.ones(4), 14)
+    frame = pd.DataFrame(lambdas, columns=PAPER.columns[:4]).assign(accuracy=0.5 + 0.1 * lambdas[:, 0] ** 4 + rng.normal(0, 0.001, 14))
+    frame.to_csv(tmp_path / "observations.csv", index=False)
+    out = tmp_path / "schedule.json"
+    assert main(["schedule", "fit", "--observations", str(tmp_path / "observations.csv"), "--score", "accuracy", "--model-choice", "loo", "--out", str(out)]) == 0
+    choice = json.loads(out.read_text())["model"]["choice"]
+    assert choice["by"] == "loo"
+    capsys.readouterr()
+    assert main(["schedule", "show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"model: chosen by leave-one-out among degrees 2–4 × alphas 0\.001–1: degree \d, alpha [\d.e-]+, LOO RMSE [\d.]+ \(the settings' degree 3, alpha 0\.01: [\d.]+\)", shown), shown

@@ -245,3 +245,73 @@ def test_pending_lambda_push_probability_away_from_them_and_nowhere_else():
     assert np.allclose(penalised[far] / plain[far], (penalised[far] / plain[far]).mean(), rtol=0.05)  # far away: only renormalised
     off = scheduler.set_params(pending_radius=0.0)
     assert np.array_equal(off.distribution(pending=pending)[1], plain)
+
+
+@pytest.mark.parametrize("degree, alpha, bandwidth", [(2, 1e-3, None), (3, 1e-2, None), (4, 1.0, 0.3)])
+def test_the_batched_leave_one_out_errors_are_the_ridge_fits_own(degree, alpha, bandwidth):
+    from search.lambda_scheduler import basis_powers as powers_of, polynomial_features, ridge_leave_one_out_errors
+
+    rng = np.random.default_rng(1)
+    observed = rng.dirichlet(np.ones(4), 25)
+    scores = quadratic_landscape(observed) + rng.normal(0, 0.01, 25)
+    weights = np.ones(25)
+    if bandwidth:  # weights fixed by the whole set, as _choose_model uses them
+        weights = np.exp(-0.5 * (np.linalg.norm(observed - observed[np.argmax(scores)], axis=1) / bandwidth) ** 2)
+    features = polynomial_features(observed, powers_of(4, degree, "monomial"))
+    batched = ridge_leave_one_out_errors(features, scores, weights, alpha)
+    for i in range(25):  # fold i by hand, through the scheduler's own ridge fit
+        keep = np.arange(25) != i
+        offset = np.average(scores[keep], weights=weights[keep])
+        fold = PolynomialScheduler(degree=degree, alpha=alpha, random_state=0)
+        coef, _, _ = fold._regress_with(alpha, features[keep], scores[keep] - offset, weights[keep])
+        assert batched[i] == pytest.approx(scores[i] - offset - features[i] @ coef, abs=1e-9)
+    if bandwidth is None:  # and cross_val_predict on the whole scheduler agrees
+        np.testing.assert_allclose(scores - batched, leave_one_out(PolynomialScheduler(degree=degree, alpha=alpha, random_state=0), observed, scores), atol=1e-9)
+
+
+def test_model_choice_loo_picks_the_degree_the_landscape_needs_and_records_it():
+    rng = np.random.default_rng(2)
+    observed = rng.dirichlet(np.ones(3), 30)
+    quartic = lambda x: (x[:, 0] - 0.3) ** 2 * (x[:, 1] - 0.6) ** 2 * 40 + x[:, 2] ** 4  # noqa: E731
+    chosen = PolynomialScheduler(model_choice="loo", random_state=0).fit(observed, quartic(observed))
+    assert (chosen.degree_, chosen.model_choice_["by"]) == (4, "loo")
+    assert chosen.model_choice_["loo_rmse"] < chosen.model_choice_["loo_rmse_of_settings"]
+    assert chosen.n_features_ == len(basis_powers(3, 4, "monomial"))
+    fixed = PolynomialScheduler(random_state=0).fit(observed, quartic(observed))
+    assert (fixed.degree_, fixed.alpha_, fixed.model_choice_) == (3, 0.01, {"by": "fixed"})
+    assert np.abs(chosen.predict(observed) - quartic(observed)).max() < np.abs(fixed.predict(observed) - quartic(observed)).max()
+
+    # Written and read back: the schedule says which model it fitted and predicts the same.
+    again = PolynomialScheduler.from_json(chosen.to_json())
+    assert (again.degree_, again.alpha_, again.model_choice_) == (chosen.degree_, chosen.alpha_, chosen.model_choice_)
+    assert chosen.to_dict()["model"]["choice"]["by"] == "loo"
+    np.testing.assert_allclose(again.predict(observed), chosen.predict(observed))
+    assert chosen.get_params()["degree"] == 3  # the estimator contract: fit leaves the parameters alone
+
+
+def test_model_choice_loo_keeps_the_settings_below_its_minimum_and_on_a_tie():
+    rng = np.random.default_rng(3)
+    observed = rng.dirichlet(np.ones(4), 9)
+    few = PolynomialScheduler(model_choice="loo", random_state=0).fit(observed, quadratic_landscape(observed))
+    assert (few.degree_, few.alpha_, few.model_choice_) == (3, 0.01, {"by": "fixed below 10 observations"})
+    flat = PolynomialScheduler(model_choice="loo", model_choice_min_observations=3, random_state=0).fit(observed, np.full(9, 0.5))
+    assert (flat.degree_, flat.alpha_) == (3, 0.01)  # every model's error is 0: the settings' own wins
+
+
+def test_model_choice_loo_needs_ridge_and_at_least_three_observations():
+    with pytest.raises(ValueError, match="model_choice loo chooses among ridge models; set regression=ridge"):
+        PolynomialScheduler(model_choice="loo", regression="bayesian").fit(PAPER_LAMBDAS, PAPER_SCORES)
+    with pytest.raises(ValueError, match="model_choice_min_observations"):
+        PolynomialScheduler(model_choice="loo", model_choice_min_observations=2).fit(PAPER_LAMBDAS, PAPER_SCORES)
+
+
+def test_a_model_choice_refit_takes_under_a_second_at_40_observations():
+    import time
+
+    rng = np.random.default_rng(4)
+    observed = rng.dirichlet(np.ones(4), 40)
+    scores = quadratic_landscape(observed) + rng.normal(0, 0.01, 40)
+    PolynomialScheduler(model_choice="loo", random_state=0).fit(observed, scores)  # imports and caches warm
+    started = time.perf_counter()
+    PolynomialScheduler(model_choice="loo", random_state=0).fit(observed, scores)
+    assert time.perf_counter() - started < 1.0

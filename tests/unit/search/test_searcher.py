@@ -271,3 +271,15 @@ def test_bad_constructor_arguments_name_the_argument():
         GridLambdaSearcher(DIMENSIONS, resolution=0)
     with pytest.raises(ValueError, match="sampler"):
         optuna_searcher(DIMENSIONS, metric="objective", mode="max", sampler="cmaes")
+
+
+def test_the_model_choice_of_the_last_fit_is_kept_with_the_state(tmp_path):
+    searcher = PolynomialLambdaSearcher(DIMENSIONS, metric="objective", mode="max", num_trials=14, random_state=0,
+                                        lambda_scheduler=PolynomialScheduler(model_choice="loo"))
+    run(searcher, 12)
+    assert searcher.model_choice["by"] == "loo" and searcher.model_choice["degree"] in (2, 3, 4)
+    searcher.save(str(tmp_path / "state.json"))
+    restored = PolynomialLambdaSearcher(DIMENSIONS, metric="objective", mode="max", num_trials=1)
+    restored.restore(str(tmp_path / "state.json"))
+    assert restored.model_choice == searcher.model_choice
+    assert restored.lambda_scheduler.model_choice == "loo"  # and the setting itself, for the next fit
