@@ -126,6 +126,20 @@ def test_evaluate_generate_reports_every_verifiable_metric(short_run, capsys):
     assert {f"verifiable/{d}" for d in VERIFIABLE_DIMENSIONS} <= set(metrics) and 0 <= metrics["verifiable/mixed"] <= 1
 
 
+def test_the_fast_generation_path_answers_the_shipped_configs_prompts_as_generate_does(short_run, monkeypatch, capsys):
+    """The trained adapter, merged and in length-grouped batches, against HF ``generate`` through the
+    unmerged adapter in batches of 8, on 6 of the shipped config's 120 held-out prompts."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "benchmarks"))
+    import generation_speed
+
+    _, result, _ = short_run
+    checkpoint = latest_checkpoint(result.run_dir)
+    assert generation_speed.main(["--checkpoint", str(checkpoint), "--config", CONFIG, "--limit", "6", "--max-new-tokens", "48"]) == 0
+    assert "identical responses: 6 of 6" in capsys.readouterr().out
+
+
 def test_an_export_of_the_real_model_loads_in_plain_transformers_and_peft_and_answers_alike(short_run, tmp_path):
     from lambda_dpo.cli import main
     from lambda_dpo.generate import Generator
