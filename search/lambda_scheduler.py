@@ -114,17 +114,21 @@ def leave_one_out_error(scores, predicted) -> tuple[float, float]:
 
 def ridge_leave_one_out_errors(features: np.ndarray, scores: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
     """``[n]`` leave-one-out errors of the scheduler's ridge fit (centred scores, no intercept, sample
-    ``weights``) on ``features`` ``[n, F]``, all n folds in one batched solve: fold i solves
-    ``(XᵀW₋ᵢX + αI) β = XᵀW₋ᵢ(y − ȳ₋ᵢ)``, the normal equations sklearn's ``Ridge`` solves, with the
-    weighted mean ȳ₋ᵢ of the other scores as its offset. :func:`leave_one_out` gives the same
-    errors through ``cross_val_predict``, n full fits at a time each."""
-    n, num_features = features.shape
-    kept = (1.0 - np.eye(n)) * weights[None, :]  # [fold, observation]
-    offsets = (kept @ scores) / kept.sum(axis=1)
-    gram = np.einsum("ij,jf,jg->ifg", kept, features, features) + alpha * np.eye(num_features)
-    moments = np.einsum("ij,jf,ij->if", kept, features, scores[None, :] - offsets[:, None])
-    coef = np.linalg.solve(gram, moments[..., None])[..., 0]
-    return scores - offsets - np.einsum("if,if->i", features, coef)
+    ``weights``) on ``features`` ``[n, F]``, without refitting n times.
+
+    Fold i solves ``(A − wᵢxᵢxᵢᵀ) βᵢ = bᵢ`` with ``A = XᵀWX + αI`` (the normal equations sklearn's
+    ``Ridge`` solves) and ``bᵢ`` the moments of the other scores about their weighted mean ȳ₋ᵢ. By
+    Sherman–Morrison, ``xᵢᵀβᵢ = xᵢᵀA⁻¹bᵢ / (1 − wᵢhᵢ)`` with ``hᵢ = xᵢᵀA⁻¹xᵢ``: one solve with A for
+    all n folds. :func:`leave_one_out` gives the same errors by n full fits."""
+    num_features = features.shape[1]
+    gram = features.T @ (weights[:, None] * features) + alpha * np.eye(num_features)
+    projected = np.linalg.solve(gram, features.T).T  # X A⁻¹ (A is symmetric)
+    leverage = weights * np.einsum("if,if->i", projected, features)  # wᵢhᵢ
+    offsets = (weights @ scores - weights * scores) / (weights.sum() - weights)  # ȳ₋ᵢ
+    with_scores = projected @ (features.T @ (weights * scores))  # xᵢᵀA⁻¹XᵀWy
+    with_ones = projected @ (features.T @ weights)  # xᵢᵀA⁻¹XᵀW1
+    fitted = (with_scores - leverage * scores - offsets * (with_ones - leverage)) / (1.0 - leverage)
+    return scores - offsets - fitted
 
 
 def feature_names(powers: np.ndarray, dimensions: list[str]) -> list[str]:
