@@ -11,10 +11,22 @@ LOCK ?= constraints/tested.txt
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(LOCK)
+# The venv with the package and the extras $(1), every version from the lock.
+define install
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -c $(LOCK) -e '.[all,dev]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -c $(LOCK) -e '.[$(1)]'
+endef
+EVERYTHING := all,dev
+
+# Everything: the tests, lm-eval, the trackers, the real model's GGUF reader.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(LOCK)
+	$(call install,$(EVERYTHING))
+	touch $@ $(VENV)/.installed-sweep
+
+# What the demo needs and no more: the package and its sweep extra (Ray, Optuna).
+$(VENV)/.installed-sweep: pyproject.toml $(CONSTRAINTS) $(LOCK)
+	$(call install,sweep)
 	touch $@
 
 # Refresh the lock from this venv after the suite passes on newer versions (torch stays in $(CONSTRAINTS)).
@@ -24,7 +36,7 @@ lock: setup
 # The main job: the local Ray λ sweep on the embedded tiny default (8 fine-tunes, 2 at a time).
 # A second `make demo` continues an interrupted sweep, or reprints a finished one's results.
 SWEEP_DIR := runs/sweeps/tiny
-demo: setup
+demo: $(VENV)/.installed-sweep
 	if [ -f $(SWEEP_DIR)/sweep.yaml ]; then $(VENV)/bin/lambda-dpo sweep --resume $(SWEEP_DIR); \
 	else $(VENV)/bin/lambda-dpo sweep configs/sweep/tiny.yaml; fi
 

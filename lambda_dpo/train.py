@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lambda_dpo import checkpoints, run_setup
+from lambda_dpo import checkpoints, run_setup, timings
 from lambda_dpo.benchmarks import check_tasks, task_manager
 from lambda_dpo.checkpoint_eval import final_evaluation, held_out_metrics
 from lambda_dpo.checkpoints import checkpoint_dirs, latest_checkpoint, load_training_state, rng_state, set_rng_state
@@ -93,6 +93,8 @@ def train(
     if config.optim.batch_size % world:
         raise ValueError(f"optim.batch_size {config.optim.batch_size} is not divisible by the {world} data-parallel workers")
     check_fresh_start(run_dir, resume_from)
+    timed = (lambda event, **figures: timings.mark(run_dir, event, **figures)) if rank == 0 else (lambda event, **figures: None)
+    timed(timings.TRAIN_STARTED)
     benchmark_tasks = task_manager(config.benchmarks) if config.benchmarks.enabled else None
     if benchmark_tasks is not None:  # a misspelt task should fail now, not after the training
         check_tasks(config.benchmarks, benchmark_tasks)
@@ -109,9 +111,12 @@ def train(
         if rank == 0:
             save_config(config, run_dir)
         setup = prepare_run(config, run_dir, device, reporter or NullReporter(), {"train": train_examples, "eval": eval_examples})
+        timed(timings.DATA_READY)
         base = build_reference_weights(setup)
+        timed(timings.WARM_START_DONE)
         check_layout_support(base, config.data.packing)
         caches = {split: fill_reference_cache(setup, split, base) for split in ("train", "eval")}
+        timed(timings.REFERENCE_READY)
 
     # Policy, optimizer and, when resuming, everything needed to continue exactly.
     seed_everything(config.seed + 2)
@@ -124,7 +129,7 @@ def train(
     optimizer, lr_schedule = make_optimizer(model, config.optim)
     start_step = restore_training_state(resume_from, optimizer, lr_schedule) if resume_from is not None else 0
 
-    optim, log = config.optim, TrainingLog()
+    optim, log, saving_seconds = config.optim, TrainingLog(), 0.0
     eval_lambda = setup.eval_lambda()
     for step in range(start_step + 1, optim.max_steps + 1):
         started = time.perf_counter()
@@ -149,15 +154,19 @@ def train(
             metrics |= {name if name.startswith("eval/") else f"eval/{name}": value for name, value in held_out_metrics(model, setup, caches["eval"], eval_lambda).items()}
         checkpoint = None
         saving = config.save_every and step % config.save_every == 0 or step == optim.max_steps
+        reporting = time.perf_counter()
         if saving and rank == 0:
             checkpoint = save_checkpoint(run_dir, step, model, optimizer, lr_schedule, config)
         if step == optim.max_steps:
+            timed(timings.TRAINING_DONE, saving_seconds=saving_seconds + time.perf_counter() - reporting)
             final = final_evaluation(setup, model, caches["eval"], benchmark_tasks)
             if rank == 0:
                 (run_dir / "eval.json").write_text(json.dumps({"step": step, "checkpoint": str(checkpoint), "metrics": final}, indent=2))
             metrics |= final
+            timed(timings.EVALUATION_DONE)
         if metrics or saving:  # on the same steps on every worker: a Ray report is collective
             setup.reporter.report(metrics, step=step, checkpoint=checkpoint)
+        saving_seconds += time.perf_counter() - reporting  # checkpoints written and reported (Ray uploads them)
         if on_step is not None:
             on_step(step)
     if start_step >= optim.max_steps:  # resumed from the final checkpoint: nothing left to train

@@ -23,10 +23,10 @@ import contextlib
 import os
 from pathlib import Path
 
+from lambda_dpo import timings
 from lambda_dpo.config import save_config
 from lambda_dpo.checkpoints import TRAINING_STATE, checkpoint_problem, checkpoint_step, latest_checkpoint
 from lambda_dpo.console import logger, make_console, output_to_file
-from lambda_dpo.train import train
 from lambda_dpo.train_config import TrainConfig
 from search.searcher import EVALUATED_STEP, trial_lambda
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, TUNE_EXPERIMENT, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
@@ -158,6 +158,12 @@ def trial_dirname(trial) -> str:
     return f"trial-{int(number):03d}-{trial.trial_id}" if number.isdigit() else trial.trial_id
 
 
+# How often Ray Train's controller polls its workers (Ray's default: 2 s). A worker's report waits
+# for the poll to take the one before it, so each logged step cost a trial up to that long (45 s of
+# a demo trial's 110 s at 2 s). cluster/runtime_env.yaml sets the same for jobs on a cluster.
+TRAIN_POLL_INTERVAL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+
+
 def connect_ray(**kwargs) -> bool:
     """Join the cluster in ``RAY_ADDRESS`` (``ray job submit`` sets it), else start a private
     local one; never a bare ``ray.init()`` that could attach to someone else's cluster. Returns
@@ -171,6 +177,7 @@ def connect_ray(**kwargs) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault(*TRAIN_POLL_INTERVAL)  # inherited by the local cluster's processes
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
@@ -186,8 +193,10 @@ def run_trial(trial_config: dict, sweep: SweepConfig) -> None:
 
     trial_id = tune.get_context().get_trial_id()
     weights = trial_lambda(trial_config, sweep.dimensions)
+    train_config = trial_train_config(sweep, weights, trial_id)
+    timings.mark(train_config.output_dir, timings.TRIAL_STARTED)
     make_trainer(
-        trial_train_config(sweep, weights, trial_id),
+        train_config,
         name=trial_id,
         storage_path=f"{sweep.ray_storage()}/train",
         resources=sweep.resources,
@@ -196,6 +205,7 @@ def run_trial(trial_config: dict, sweep: SweepConfig) -> None:
         keep_checkpoints=sweep.keep_checkpoints,
         callbacks=[TuneReportCallback()],
     ).fit()
+    timings.mark(train_config.output_dir, timings.TRIAL_ENDED)
 
 
 def make_trainer(
@@ -237,10 +247,13 @@ def train_worker(loop_config: dict) -> None:
     from transformers.utils import logging as hf_logging
 
     from lambda_dpo.reporting import JsonlReporter, Reporters, TensorBoardReporter
+    from lambda_dpo.train import train  # here, not at the top: Train's controller unpickles this module and never trains
 
     hf_logging.disable_progress_bar()  # one bar per saved shard would flood the sweep's log
     config: TrainConfig = loop_config["train"]
     run_dir = Path(config.output_dir)
+    if ray.train.get_context().get_world_rank() == 0:
+        timings.mark(run_dir, timings.WORKER_STARTED)
     ray_reporter = RayTrainReporter(loop_config["objective"])
     reporters = [ray_reporter]
     if ray.train.get_context().get_world_rank() == 0:  # the local logs first: a Ray upload may be cut short

@@ -225,6 +225,20 @@ def test_a_sweeps_console_is_a_line_per_trial_start_and_end_and_the_ranked_table
     assert [event["event"] for event in map(json.loads, (sweep_dir / "logs" / "trials.jsonl").read_text().splitlines())].count("finished") == 2
 
 
+def test_each_trial_marks_where_its_time_went_in_order(quiet_sweep):
+    from lambda_dpo import timings
+
+    sweep_dir, _ = quiet_sweep
+    runs = sorted((sweep_dir / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        marks = timings.read_marks(run)
+        assert list(marks) == list(timings.MARKS), run  # every mark, each once, in the order a trial passes them
+        times = [marks[event]["time"] for event in timings.MARKS]
+        assert times == sorted(times)
+        assert marks[timings.TRAINING_DONE]["saving_seconds"] > 0  # the micro sweep saves checkpoints
+
+
 def test_mlflow_and_wandb_get_a_run_per_trial_with_its_lambda_and_metrics(quiet_sweep):
     import mlflow
 

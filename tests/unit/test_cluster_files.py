@@ -42,6 +42,27 @@ def test_runtime_env_is_valid_and_holds_no_secret_values():
     assert not any(name.endswith(("_TOKEN", "_KEY", "SECRET", "PASSWORD")) for name in env.get("env_vars", {}))
 
 
+def test_a_jobs_train_controller_polls_as_often_as_the_local_clusters():
+    from search.sweep import TRAIN_POLL_INTERVAL
+
+    name, value = TRAIN_POLL_INTERVAL
+    assert load("runtime_env.yaml")["env_vars"][name] == value
+
+
+def test_the_local_cluster_gets_the_poll_interval_unless_one_is_set(monkeypatch):
+    import search.sweep as sweep
+
+    started = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: started.update(kwargs, interval=os.environ.get(sweep.TRAIN_POLL_INTERVAL[0])))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(sweep.TRAIN_POLL_INTERVAL[0], raising=False)
+    assert sweep.connect_ray() and started["interval"] == sweep.TRAIN_POLL_INTERVAL[1] and started["address"] == "local"
+    monkeypatch.setenv(sweep.TRAIN_POLL_INTERVAL[0], "1.5")
+    sweep.connect_ray()
+    assert started["interval"] == "1.5"
+
+
 @pytest.mark.parametrize("manifest", ["kuberay/raycluster.yaml", "kuberay/rayjob.yaml"])
 def test_kuberay_manifests_use_the_pinned_ray_and_the_shared_volume(manifest):
     document = load(manifest)
