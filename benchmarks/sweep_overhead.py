@@ -12,7 +12,7 @@ In one invocation, on this machine:
 
 It prints the sweep's wall time over the plain runs' (the target: at most 1.25), and a table of
 where each trial's time went, from the marks every run writes (``timings.jsonl``,
-lambda_dpo/timings.py): Ray Train worker start, imports until the loop, data and tokenizer, SFT
+lambda_dpo/timings.py) and the sweep's trial log (when Tune started and ended each trial): Ray Train worker start, imports until the loop, data and tokenizer, SFT
 warm start, reference pass, training, final evaluation, and the final report and teardown; and for
 the sweep, Ray's start-up before the first trial, the time trial slots stood idle, and the outputs
 after the last.
@@ -66,10 +66,26 @@ def phase_seconds(marks: dict[str, dict], started: float | None = None, ended: f
     return seconds
 
 
+def trial_marks(sweep_dir: Path) -> dict[str, dict[str, dict]]:
+    """Each trial's marks, with its start and end from the sweep's trial log (the Tune driver's)."""
+    from search.trial_log import read_events
+
+    logged = {(event["trial_id"], event["event"]): event["time"] for event in read_events(sweep_dir)}
+    trials = {}
+    for run in sorted((sweep_dir / "runs").iterdir()):
+        marks = timings.read_marks(run)
+        for event, mark in (("started", timings.TRIAL_STARTED), ("finished", timings.TRIAL_ENDED)):
+            if (run.name, event) in logged:
+                marks[mark] = {"event": mark, "time": logged[run.name, event]}
+        if marks:
+            trials[run.name] = marks
+    return trials
+
+
 def sweep_phases(sweep_dir: Path, started: float | None = None, ended: float | None = None, concurrency: int = 2) -> dict:
     """Per-trial phase seconds of a sweep directory, and the sweep's own: before the first trial,
     trial slots idle between the first start and the last end, after the last trial."""
-    trials = {run.name: timings.read_marks(run) for run in sorted((sweep_dir / "runs").iterdir()) if (run / timings.TIMINGS_FILE).exists()}
+    trials = trial_marks(sweep_dir)
     per_trial = {name: phase_seconds(marks) for name, marks in trials.items()}
     starts = [marks[timings.TRIAL_STARTED]["time"] for marks in trials.values() if timings.TRIAL_STARTED in marks]
     ends = [marks[timings.TRIAL_ENDED]["time"] for marks in trials.values() if timings.TRIAL_ENDED in marks]

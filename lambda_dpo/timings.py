@@ -1,9 +1,11 @@
 """Wall-clock marks of where a run's time goes: ``timings.jsonl`` in the run directory.
 
 The training loop marks its phases (data and tokenizer, SFT warm start, reference pass, training,
-final evaluation); a sweep trial also marks when Tune started it, when its Ray Train worker began
-and when it ended. Marks are epoch seconds, so marks written by different processes of one trial
-line up. ``benchmarks/sweep_overhead.py`` turns them into a table of phases.
+final evaluation); in a sweep its Ray Train worker also marks when it began. When Tune started and
+ended the trial comes from the sweep's own trial log (``logs/trials.jsonl``, written by the Tune
+driver): nothing is written from Tune's trial process, whose result queues deadlocked on a write
+after ``fit()`` returned. Marks are epoch seconds, so marks of different processes line up.
+``benchmarks/sweep_overhead.py`` turns them into a table of phases.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 
 TIMINGS_FILE = "timings.jsonl"
 # In the order a run passes them; each phase of the table runs from one mark to the next.
-TRIAL_STARTED, WORKER_STARTED = "trial_started", "worker_started"
+WORKER_STARTED = "worker_started"
 TRAIN_STARTED, DATA_READY, WARM_START_DONE, REFERENCE_READY = "train_started", "data_ready", "warm_start_done", "reference_ready"
-TRAINING_DONE, EVALUATION_DONE, TRIAL_ENDED = "training_done", "evaluation_done", "trial_ended"
-MARKS = (TRIAL_STARTED, WORKER_STARTED, TRAIN_STARTED, DATA_READY, WARM_START_DONE, REFERENCE_READY, TRAINING_DONE, EVALUATION_DONE, TRIAL_ENDED)
+TRAINING_DONE, EVALUATION_DONE = "training_done", "evaluation_done"
+MARKS = (WORKER_STARTED, TRAIN_STARTED, DATA_READY, WARM_START_DONE, REFERENCE_READY, TRAINING_DONE, EVALUATION_DONE)
+# A sweep trial's start and end, from the sweep's trial log (search.trial_log), around the marks.
+TRIAL_STARTED, TRIAL_ENDED = "trial_started", "trial_ended"
 
 
 def mark(run_dir: str | Path, event: str, **figures: float) -> None:

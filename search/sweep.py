@@ -160,7 +160,9 @@ def trial_dirname(trial) -> str:
 
 # How often Ray Train's controller polls its workers (Ray's default: 2 s). A worker's report waits
 # for the poll to take the one before it, so each logged step cost a trial up to that long (45 s of
-# a demo trial's 110 s at 2 s). cluster/runtime_env.yaml sets the same for jobs on a cluster.
+# a demo trial's 110 s at 2 s). Set only for the local cluster a sweep starts itself: on a cluster
+# joined through RAY_ADDRESS, a 2-trial sweep with trackers deadlocked in Ray Tune's trial actor (its
+# result queue) in 4 of 5 runs with it and in none of 4 without (benchmarks/README.md).
 TRAIN_POLL_INTERVAL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
@@ -177,11 +179,11 @@ def connect_ray(**kwargs) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault(*TRAIN_POLL_INTERVAL)  # inherited by the local cluster's processes
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
     else:
+        os.environ.setdefault(*TRAIN_POLL_INTERVAL)  # inherited by the processes of the cluster started here
         ray.init(address="local", include_dashboard=True, **kwargs)
     return True
 
@@ -194,7 +196,6 @@ def run_trial(trial_config: dict, sweep: SweepConfig) -> None:
     trial_id = tune.get_context().get_trial_id()
     weights = trial_lambda(trial_config, sweep.dimensions)
     train_config = trial_train_config(sweep, weights, trial_id)
-    timings.mark(train_config.output_dir, timings.TRIAL_STARTED)
     make_trainer(
         train_config,
         name=trial_id,
@@ -205,7 +206,6 @@ def run_trial(trial_config: dict, sweep: SweepConfig) -> None:
         keep_checkpoints=sweep.keep_checkpoints,
         callbacks=[TuneReportCallback()],
     ).fit()
-    timings.mark(train_config.output_dir, timings.TRIAL_ENDED)
 
 
 def make_trainer(
@@ -252,7 +252,7 @@ def train_worker(loop_config: dict) -> None:
     hf_logging.disable_progress_bar()  # one bar per saved shard would flood the sweep's log
     config: TrainConfig = loop_config["train"]
     run_dir = Path(config.output_dir)
-    if ray.train.get_context().get_world_rank() == 0:
+    if ray.train.get_context().get_world_rank() == 0:  # in the worker: Tune's trial process writes nothing (lambda_dpo/timings.py)
         timings.mark(run_dir, timings.WORKER_STARTED)
     ray_reporter = RayTrainReporter(loop_config["objective"])
     reporters = [ray_reporter]

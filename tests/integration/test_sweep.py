@@ -225,8 +225,11 @@ def test_a_sweeps_console_is_a_line_per_trial_start_and_end_and_the_ranked_table
     assert [event["event"] for event in map(json.loads, (sweep_dir / "logs" / "trials.jsonl").read_text().splitlines())].count("finished") == 2
 
 
-def test_each_trial_marks_where_its_time_went_in_order(quiet_sweep):
+def test_each_trial_marks_where_its_time_went_in_order(quiet_sweep, monkeypatch):
     from lambda_dpo import timings
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "benchmarks"))
+    import sweep_overhead
 
     sweep_dir, _ = quiet_sweep
     runs = sorted((sweep_dir / "runs").iterdir())
@@ -237,6 +240,9 @@ def test_each_trial_marks_where_its_time_went_in_order(quiet_sweep):
         times = [marks[event]["time"] for event in timings.MARKS]
         assert times == sorted(times)
         assert marks[timings.TRAINING_DONE]["saving_seconds"] > 0  # the micro sweep saves checkpoints
+    phases = sweep_overhead.sweep_phases(sweep_dir)["trials"]
+    for seconds in phases.values():  # Tune's start and end from the trial log, around the run's own marks
+        assert seconds["Ray Train worker start"] > 0 and seconds["final report and teardown"] > 0 and seconds["total"] > seconds["training (checkpoints and reports included)"]
 
 
 def test_mlflow_and_wandb_get_a_run_per_trial_with_its_lambda_and_metrics(quiet_sweep):

@@ -33,9 +33,13 @@ def test_marks_are_appended_and_the_latest_of_each_is_read(tmp_path):
 
 
 def test_a_trials_phases_run_from_mark_to_mark(tmp_path):
-    times = dict(zip(timings.MARKS, (100.0, 104.0, 109.0, 110.0, 113.0, 115.0, 135.0, 136.0, 140.0)))
+    times = dict(zip(timings.MARKS, (104.0, 109.0, 110.0, 113.0, 115.0, 135.0, 136.0)))
     write_marks(tmp_path / "runs" / "a", times, training_done={"saving_seconds": 2.5})
     write_marks(tmp_path / "runs" / "b", {event: at + 60 for event, at in times.items()})
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "trials.jsonl").write_text("".join(  # the Tune driver's trial log: each trial's start and end
+        json.dumps({"time": at + shift, "event": event, "trial_id": trial}) + "\n"
+        for trial, shift in (("a", 0.0), ("b", 60.0)) for event, at in (("started", 100.0), ("finished", 140.0))))
     figures = sweep_overhead.sweep_phases(tmp_path, started=90.0, ended=205.0, concurrency=2)
     a = figures["trials"]["a"]
     assert a["Ray Train worker start"] == 4 and a["imports and set-up until the loop"] == 5 and a["data and tokenizer"] == 1
