@@ -49,6 +49,7 @@ from lambda_dpo.data.collate import ListwiseCollator  # noqa: E402
 from lambda_dpo.data.encoding import encode_examples  # noqa: E402
 from lambda_dpo.data.packing import PADDING, PROMPT_BRANCH, LayoutSettings  # noqa: E402
 from lambda_dpo.modeling import BF16_PRECISIONS, bf16_agreement, chunked_token_logps, response_logps, to_device  # noqa: E402
+from lambda_dpo.precision import autocast_context, resolve_autocast  # noqa: E402
 from lambda_dpo.pretrained import is_fetched  # noqa: E402
 
 VARIANTS = (throughput.PADDED, throughput.PACKED, throughput.TRL_PRECOMPUTED)
@@ -248,7 +249,7 @@ def flex_against_tree(model_args: list[str], options) -> dict:
             synchronize(device)
         return first.detach(), first_seconds, (time.perf_counter() - started) / FLEX_REPEATS
 
-    with throughput.autocast_context(device, throughput.resolve_autocast(args.autocast, device)):
+    with autocast_context(device, resolve_autocast(args.autocast, device)):
         tree, tree_first, tree_seconds = timed_pass(tree_logps)
         flex_tokens, flex_first, flex_seconds = timed_pass(flex_logps)
     sums = torch.zeros(layout.num_responses, device=device).index_add(0, layout.owners, flex_tokens.float())

@@ -15,7 +15,7 @@ from lambda_dpo.console import make_console
 import dataclasses
 
 from search.observations import lambda_columns, read_csv, read_observations
-from search.lambda_scheduler import CANDIDATE_KINDS, PRESETS, PolynomialScheduler, LambdaSchedulerSettings, effective_sample_size, leave_one_out, leave_one_out_error
+from search.lambda_scheduler import CANDIDATE_KINDS, CHOICE_SET, PRESETS, PolynomialScheduler, LambdaSchedulerSettings, effective_sample_size, leave_one_out, leave_one_out_error
 
 def _settings_from_args(args) -> tuple[LambdaSchedulerSettings, str | None]:
     """The preset with every flag given on the command line on top of it, and the CSV of
@@ -49,7 +49,7 @@ def model_choice_line(scheduler: PolynomialScheduler) -> str:
     choice = scheduler.model_choice_
     if choice["by"] != "loo":
         return f"degree {scheduler.degree_}, alpha {scheduler.alpha_:g}: {choice['by']}"
-    return (f"chosen by leave-one-out among degrees 2–4 × alphas 0.001–1: degree {scheduler.degree_}, alpha {scheduler.alpha_:g}, "
+    return (f"chosen by leave-one-out among {CHOICE_SET}: degree {scheduler.degree_}, alpha {scheduler.alpha_:g}, "
             f"LOO RMSE {choice['loo_rmse']:.4f} (the settings' degree {scheduler.degree}, alpha {scheduler.alpha:g}: {choice['loo_rmse_of_settings']:.4f})")
 
 

@@ -32,6 +32,7 @@ MODEL_CHOICES = ("fixed", "loo")
 # The ridge models `model_choice: loo` chooses among, by leave-one-out error (docs/lambda-scheduler.md).
 CHOICE_DEGREES = (2, 3, 4)
 CHOICE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)
+CHOICE_SET = f"degrees {min(CHOICE_DEGREES)}–{max(CHOICE_DEGREES)} × alphas {min(CHOICE_ALPHAS):g}–{max(CHOICE_ALPHAS):g}"
 
 
 def basis_powers(num_dimensions: int, degree: int, basis: str) -> np.ndarray:
@@ -165,7 +166,7 @@ class LambdaSchedulerSettings:
     temperature: float = setting(3.0, within=NON_NEGATIVE, help="τ of p(λ) = softmax(τ·f(λ)) (the paper: 100 on raw scores)")
     temperature_scale: str = setting("std", help="raw: τ on the score's own scale (the paper's); std: scores standardised over the candidates first", choices=TEMPERATURE_SCALES)
     pending_radius: float = setting(0.2, within=NON_NEGATIVE, help="while trials run, p(λ) is scaled by 1 − exp(−½(d/r)²) for the distance d to each running λ, so a batch spreads out (0: off)")
-    model_choice: str = setting("fixed", help="fixed: degree and alpha as set; loo: at each fit, the ridge model of degree 2, 3 or 4 and alpha 0.001–1 with the lowest leave-one-out error", choices=MODEL_CHOICES)
+    model_choice: str = setting("fixed", help=f"fixed: degree and alpha as set; loo: at each fit, the ridge model among {CHOICE_SET} with the lowest leave-one-out error", choices=MODEL_CHOICES)
     model_choice_min_observations: int = setting(10, within=Interval(3, None), help="model_choice loo keeps degree and alpha below this many observations")
 
     def __post_init__(self) -> None:
@@ -326,7 +327,7 @@ class PolynomialScheduler(BaseEstimator):
         self.powers_ = basis_powers(d, self.degree_, self.basis)
         self.offset_ = float(np.average(scores, weights=weights))
         features = polynomial_features(lambdas, self.powers_)
-        self.coef_, self.coef_covariance_, self.noise_variance_ = self._regress(features, scores - self.offset_, weights)
+        self.coef_, self.coef_covariance_, self.noise_variance_ = self._regress(features, scores - self.offset_, weights, self.alpha_)
         self.candidates_ = self._candidate_set(d, self.rng_)
         self.candidate_scores_ = self.acquisition(self.candidates_)
         if self.local_candidates and isinstance(self.candidates, str):
@@ -358,11 +359,8 @@ class PolynomialScheduler(BaseEstimator):
         distance = np.linalg.norm(lambdas - lambdas[np.argmax(scores)], axis=1)
         return np.exp(-0.5 * (distance / self.local_bandwidth) ** 2)
 
-    def _regress(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray):
-        return self._regress_with(self.alpha_, features, targets, weights)
-
-    def _regress_with(self, alpha: float, features: np.ndarray, targets: np.ndarray, weights: np.ndarray):
-        """``(coefficients, their covariance or None, noise variance or None)`` of this regression."""
+    def _regress(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float):
+        """``(coefficients, their covariance or None, noise variance or None)`` of this regression (``alpha``: ridge's)."""
         if self.regression == "lstsq":
             root = np.sqrt(weights)[:, None]
             coef, *_ = np.linalg.lstsq(features * root, targets * root[:, 0], rcond=None)  # minimum-norm when rank-deficient

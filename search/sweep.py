@@ -27,6 +27,7 @@ from lambda_dpo import timings
 from lambda_dpo.config import save_config
 from lambda_dpo.checkpoints import TRAINING_STATE, checkpoint_problem, checkpoint_step, latest_checkpoint
 from lambda_dpo.console import logger, make_console, output_to_file
+from lambda_dpo.train import train
 from lambda_dpo.train_config import TrainConfig
 from search.searcher import EVALUATED_STEP, trial_lambda
 from search.sweep_config import CONFIG_FILE, OBJECTIVE, RESULTS_FILE, TUNE_EXPERIMENT, ResourcesConfig, SweepConfig, build_searcher, for_trials, trial_train_config
@@ -195,9 +196,8 @@ def run_trial(trial_config: dict, sweep: SweepConfig) -> None:
 
     trial_id = tune.get_context().get_trial_id()
     weights = trial_lambda(trial_config, sweep.dimensions)
-    train_config = trial_train_config(sweep, weights, trial_id)
     make_trainer(
-        train_config,
+        trial_train_config(sweep, weights, trial_id),
         name=trial_id,
         storage_path=f"{sweep.ray_storage()}/train",
         resources=sweep.resources,
@@ -247,16 +247,16 @@ def train_worker(loop_config: dict) -> None:
     from transformers.utils import logging as hf_logging
 
     from lambda_dpo.reporting import JsonlReporter, Reporters, TensorBoardReporter
-    from lambda_dpo.train import train  # here, not at the top: Train's controller unpickles this module and never trains
 
     hf_logging.disable_progress_bar()  # one bar per saved shard would flood the sweep's log
     config: TrainConfig = loop_config["train"]
     run_dir = Path(config.output_dir)
-    if ray.train.get_context().get_world_rank() == 0:  # in the worker: Tune's trial process writes nothing (lambda_dpo/timings.py)
+    rank_zero = ray.train.get_context().get_world_rank() == 0
+    if rank_zero:  # in the worker: Tune's trial process writes nothing (lambda_dpo/timings.py)
         timings.mark(run_dir, timings.WORKER_STARTED)
     ray_reporter = RayTrainReporter(loop_config["objective"])
     reporters = [ray_reporter]
-    if ray.train.get_context().get_world_rank() == 0:  # the local logs first: a Ray upload may be cut short
+    if rank_zero:  # the local logs first: a Ray upload may be cut short
         reporters[:0] = [JsonlReporter(run_dir / "metrics.jsonl"), TensorBoardReporter(run_dir / "tensorboard")]
     reporter = Reporters(reporters)
     saved = ray.train.get_checkpoint()

@@ -263,7 +263,7 @@ def test_the_batched_leave_one_out_errors_are_the_ridge_fits_own(degree, alpha, 
         keep = np.arange(25) != i
         offset = np.average(scores[keep], weights=weights[keep])
         fold = PolynomialScheduler(degree=degree, alpha=alpha, random_state=0)
-        coef, _, _ = fold._regress_with(alpha, features[keep], scores[keep] - offset, weights[keep])
+        coef, _, _ = fold._regress(features[keep], scores[keep] - offset, weights[keep], alpha)
         assert batched[i] == pytest.approx(scores[i] - offset - features[i] @ coef, abs=1e-9)
     if bandwidth is None:  # and cross_val_predict on the whole scheduler agrees
         np.testing.assert_allclose(scores - batched, leave_one_out(PolynomialScheduler(degree=degree, alpha=alpha, random_state=0), observed, scores), atol=1e-9)
